@@ -1,0 +1,5 @@
+"""`python -m meshes_gateway`."""
+
+from meshes_gateway.cli import main
+
+raise SystemExit(main())

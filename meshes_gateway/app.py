@@ -1,0 +1,131 @@
+"""The aiohttp application: routes, middlewares and the background services' lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from meshes_gateway.api import connections, health, history, rules, workspaces
+from meshes_gateway.api.auth import auth_middleware
+from meshes_gateway.api.http import problem_middleware
+from meshes_gateway.api.idempotency import IdempotencyGate
+from meshes_gateway.api.ingest import create_bulk, create_event
+from meshes_gateway.api.state import GATEWAY, Gateway
+from meshes_gateway.clock import Clock, SystemClock
+from meshes_gateway.config import Settings
+from meshes_gateway.credentials import ensure_organization
+from meshes_gateway.delivery.ssrf import AddressPolicy
+from meshes_gateway.engine.directory import Directory
+from meshes_gateway.engine.maintenance import Maintenance
+from meshes_gateway.engine.scheduler import Scheduler
+from meshes_gateway.engine.sender import Sender, make_session
+from meshes_gateway.engine.writer import Writer
+from meshes_gateway.secretbox import SecretBox
+from meshes_gateway.storage.base import Store
+from meshes_gateway.storage.sqlite import SqliteStore
+
+log = structlog.get_logger(__name__)
+
+
+def open_store(settings: Settings) -> Store:
+    """The backend named by `MESHES_DATABASE_URL` (SQLite in the data dir by default)."""
+    return SqliteStore(settings.sqlite_path, settings.sqlite_synchronous)
+
+
+def create_app(
+    settings: Settings, clock: Clock | None = None, rng: random.Random | None = None
+) -> web.Application:
+    """The gateway as an aiohttp app; services start and stop with it."""
+    app = web.Application(middlewares=[problem_middleware, auth_middleware])
+    app.router.add_post("/api/v1/events", create_event)
+    app.router.add_post("/api/v1/events/bulk", create_bulk)
+    for module in (health, workspaces, connections, rules, history):
+        app.add_routes(module.routes)
+
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        async for _ in _run_services(app, settings, clock or SystemClock(), rng):
+            yield
+
+    app.cleanup_ctx.append(services)
+    return app
+
+
+async def _run_services(
+    app: web.Application, settings: Settings, clock: Clock, rng: random.Random | None
+) -> AsyncIterator[None]:
+    store = open_store(settings)
+    await store.open()
+    box = SecretBox.load(settings.data_dir, settings.encryption_key)
+    org_id = await ensure_organization(store, box, settings, clock)
+    policy = AddressPolicy(settings.allow_networks, settings.allow_http)
+    directory = Directory(store, box, clock)
+    session = make_session(policy, settings.max_inflight)
+    sender = Sender(
+        session,
+        policy,
+        connect_timeout_s=settings.connect_timeout_s,
+        request_timeout_s=settings.request_timeout_s,
+        excerpt_bytes=settings.response_excerpt_bytes,
+    )
+
+    def on_commit(new_deliveries: bool) -> None:
+        if new_deliveries:
+            scheduler.wake()
+
+    writer = Writer(
+        store,
+        max_rows=settings.batch_max_rows,
+        max_wait_ms=settings.batch_max_wait_ms,
+        queue_max=settings.writer_queue_max,
+        on_commit=on_commit,
+    )
+    scheduler = Scheduler(
+        store,
+        writer,
+        sender,
+        directory,
+        clock,
+        max_inflight=settings.max_inflight,
+        per_connection_inflight=settings.per_connection_inflight,
+        lease_s=settings.lease_s,
+        poll_interval_s=settings.poll_interval_s,
+        retry_schedule_s=settings.retry_schedule_s,
+        rng=rng,
+    )
+    maintenance = Maintenance(store, clock, idempotency_ttl_s=settings.idempotency_ttl_s)
+    app[GATEWAY] = Gateway(
+        settings=settings,
+        store=store,
+        clock=clock,
+        box=box,
+        directory=directory,
+        writer=writer,
+        scheduler=scheduler,
+        policy=policy,
+        org_id=org_id,
+        idempotency=IdempotencyGate(store, clock, settings.idempotency_ttl_s),
+    )
+    writer_task = asyncio.create_task(writer.run(), name="writer")
+    scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    maintenance_task = asyncio.create_task(maintenance.run(), name="maintenance")
+    log.info("gateway_started", org_id=org_id, database=str(settings.sqlite_path))
+    try:
+        yield
+    finally:
+        maintenance_task.cancel()
+        # Sends in flight get a grace period; what is still running after it is
+        # released (after the writer has committed every finished outcome) so
+        # the next start delivers it again.
+        unfinished = await scheduler.stop(settings.shutdown_grace_s)
+        scheduler_task.cancel()
+        await writer.stop()
+        await writer_task
+        await store.release(unfinished, clock.now_ms())
+        await asyncio.gather(scheduler_task, maintenance_task, return_exceptions=True)
+        await session.close()
+        await store.close()
+        log.info("gateway_stopped", released=len(unfinished))

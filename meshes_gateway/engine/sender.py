@@ -1,0 +1,130 @@
+"""One HTTP attempt against an endpoint, with hard limits on time and bytes read."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+from meshes_gateway.delivery.envelope import build_request
+from meshes_gateway.delivery.ssrf import (
+    AddressPolicy,
+    GuardedResolver,
+    UrlRefused,
+    denial_in,
+    ip_literal,
+)
+from meshes_gateway.engine.retry import parse_retry_after
+from meshes_gateway.storage.records import Claimed
+from meshes_gateway.webhooks import Target
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one request came to: a status code, or an error class and message."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    excerpt: bytes | None
+    retry_after_s: float | None = None
+    refused: bool = False
+
+
+class Sender:
+    """Sends deliveries over one shared `aiohttp.ClientSession`."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        policy: AddressPolicy,
+        *,
+        connect_timeout_s: float,
+        request_timeout_s: float,
+        excerpt_bytes: int,
+    ) -> None:
+        self._session = session
+        self._policy = policy
+        self._connect_timeout_s = connect_timeout_s
+        self._request_timeout_s = request_timeout_s
+        self._excerpt_bytes = excerpt_bytes
+
+    async def send(self, target: Target, delivery: Claimed, now_ms: int) -> AttemptResult:
+        """Make one attempt; never raises for anything the endpoint or network does."""
+        started = time.perf_counter()
+        try:
+            url = self._policy.check_url(target.url)
+        except UrlRefused as exc:
+            return AttemptResult(None, f"refused: {exc}", 0, None, refused=True)
+        literal = ip_literal(url.raw_host or "")
+        if literal is not None and self._policy.is_denied(literal):
+            # IP literals never reach the resolver, so they are checked here.
+            return AttemptResult(None, "refused: denied address", 0, None, refused=True)
+        body, headers = build_request(target, delivery, now_ms)
+        timeout = aiohttp.ClientTimeout(
+            total=target.timeout_s or self._request_timeout_s,
+            sock_connect=self._connect_timeout_s,
+        )
+        try:
+            async with self._session.request(
+                target.method,
+                url,
+                data=body,
+                headers=CIMultiDict(headers),
+                allow_redirects=False,
+                timeout=timeout,
+            ) as resp:
+                excerpt = await self._read_capped(resp)
+                return AttemptResult(
+                    resp.status,
+                    None,
+                    _elapsed_ms(started),
+                    excerpt,
+                    retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
+                )
+        except TimeoutError:
+            return AttemptResult(None, "timeout", _elapsed_ms(started), None)
+        except aiohttp.ClientError as exc:
+            if denial_in(exc):
+                return AttemptResult(None, "refused: denied address", 0, None, refused=True)
+            kind = type(exc).__name__
+            return AttemptResult(None, f"{kind}: {exc}"[:500], _elapsed_ms(started), None)
+        except OSError as exc:
+            return AttemptResult(None, f"network: {exc}"[:500], _elapsed_ms(started), None)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """Up to `excerpt_bytes` of the body, raw (the session never decompresses)."""
+        parts: list[bytes] = []
+        remaining = self._excerpt_bytes
+        while remaining > 0:
+            chunk = await resp.content.read(remaining)
+            if not chunk:
+                break
+            parts.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(parts)
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def make_session(policy: AddressPolicy, max_connections: int) -> aiohttp.ClientSession:
+    """The one client session: guarded resolver, no decompression, no cookies.
+
+    The DNS cache holds only answers that already passed the guard, so caching
+    them for a few seconds saves lookups without opening a rebinding window.
+    """
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy),
+        limit=max_connections,
+        ttl_dns_cache=10,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+    )

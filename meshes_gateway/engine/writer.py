@@ -1,0 +1,156 @@
+"""Group commit: one task writes the work of many requests in one transaction.
+
+Ingest handlers and senders hand their rows to `Writer` and await a future;
+the writer takes everything queued (up to `batch_max_rows`), commits it as one
+`Store.write`, then resolves every future. While one commit is on disk the
+next batch accumulates, so the batch size grows with load by itself and a
+lone request is never held back waiting for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from meshes_gateway.errors import Unavailable
+from meshes_gateway.storage.base import Store
+from meshes_gateway.storage.records import (
+    Event,
+    IdempotencyRecord,
+    Outcome,
+    RuleEvent,
+    WriteBatch,
+)
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One request's share of a batch."""
+
+    events: list[Event] = field(default_factory=list)
+    rule_events: list[RuleEvent] = field(default_factory=list)
+    idempotency: IdempotencyRecord | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    disable: dict[str, str] = field(default_factory=dict)
+    done: asyncio.Future[None] | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.events) + len(self.rule_events) + len(self.outcomes) + 1
+
+
+class Writer:
+    """The single writer of events, deliveries and outcomes."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_rows: int,
+        max_wait_ms: float,
+        queue_max: int,
+        on_commit: Callable[[bool], None],
+    ) -> None:
+        self._store = store
+        self._max_rows = max_rows
+        self._max_wait_s = max_wait_ms / 1000
+        # None is the stop marker: everything queued before it is still committed.
+        self._queue: asyncio.Queue[_Work | None] = asyncio.Queue(maxsize=queue_max)
+        self._on_commit = on_commit
+        self._closed = False
+        self.batches = 0
+        self.rows = 0
+
+    async def ingest(
+        self,
+        events: list[Event],
+        rule_events: list[RuleEvent],
+        idempotency: IdempotencyRecord | None,
+        admit_timeout_s: float = 5.0,
+    ) -> None:
+        """Write events and their deliveries; returns once they are durable.
+
+        A full queue slows the caller down for up to `admit_timeout_s`, then
+        answers 503 so that a client backs off instead of memory growing.
+        """
+        work = _Work(events=events, rule_events=rule_events, idempotency=idempotency)
+        await self._submit(work, admit_timeout_s)
+
+    async def record(self, outcomes: list[Outcome], disable: dict[str, str] | None = None) -> None:
+        """Write delivery outcomes (and connections to disable); returns once durable."""
+        await self._submit(_Work(outcomes=outcomes, disable=disable or {}), None)
+
+    async def _submit(self, work: _Work, admit_timeout_s: float | None) -> None:
+        if self._closed:
+            raise Unavailable("the gateway is shutting down", headers={"Retry-After": "1"})
+        work.done = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._queue.put(work), admit_timeout_s)
+        except TimeoutError:
+            raise Unavailable(
+                "the write pipeline is full; retry shortly", headers={"Retry-After": "1"}
+            ) from None
+        await work.done
+
+    async def run(self) -> None:
+        """Commit batches until `stop` has been called and the queue before it is written."""
+        while await self.tick() >= 0:
+            pass
+
+    async def tick(self) -> int:
+        """Wait for work, commit one batch, resolve its waiters; rows written, or -1 at stop."""
+        first = await self._queue.get()
+        if first is None:
+            return -1
+        batch = [first]
+        rows = first.rows
+        if self._max_wait_s > 0 and self._queue.empty():
+            await asyncio.sleep(self._max_wait_s)
+        stop = False
+        while rows < self._max_rows and not self._queue.empty():
+            work = self._queue.get_nowait()
+            if work is None:
+                stop = True
+                break
+            batch.append(work)
+            rows += work.rows
+        await self._commit(batch)
+        return -1 if stop else rows
+
+    async def stop(self) -> None:
+        """Refuse new work; `run` returns once everything queued so far is committed."""
+        self._closed = True
+        await self._queue.put(None)
+
+    async def _commit(self, batch: list[_Work]) -> None:
+        merged = WriteBatch()
+        for work in batch:
+            merged.events.extend(work.events)
+            merged.rule_events.extend(work.rule_events)
+            if work.idempotency is not None:
+                merged.idempotency.append(work.idempotency)
+            merged.outcomes.extend(work.outcomes)
+            merged.disable_connections.update(work.disable)
+        try:
+            await self._store.write(merged)
+        except Exception as exc:
+            # Nobody gets a 2xx for rows that are not durable; senders' rows stay
+            # leased and are delivered again once the lease runs out.
+            log.error("group_commit_failed", error=str(exc), requests=len(batch))
+            for work in batch:
+                if work.done is not None and not work.done.done():
+                    work.done.set_exception(
+                        Unavailable("storage is unavailable", headers={"Retry-After": "1"})
+                    )
+            return
+        self.batches += 1
+        self.rows += len(merged.events) + len(merged.rule_events) + len(merged.outcomes)
+        for work in batch:
+            if work.done is not None and not work.done.done():
+                work.done.set_result(None)
+        self._on_commit(bool(merged.rule_events))

@@ -1,0 +1,106 @@
+"""The `Store` protocol: the one domain-level interface to persistence.
+
+Handlers and the engine only ever call these methods; a backend (SQLite now,
+PostgreSQL for scale-out) owns its SQL, its migrations and its transactions.
+Batch methods take whole batches so a backend can spend one round trip per
+batch rather than one per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from meshes_gateway.storage.records import (
+    ApiKey,
+    Attempt,
+    Claimed,
+    Connection,
+    Event,
+    IdempotencyRecord,
+    Page,
+    PublishableKey,
+    Rule,
+    RuleEvent,
+    Workspace,
+    WriteBatch,
+)
+
+
+class StoreError(Exception):
+    """The backend could not do what was asked (disk full, database gone)."""
+
+
+class DuplicateName(StoreError):
+    """A unique name is taken."""
+
+
+class Store(Protocol):
+    """Persistence for configuration, events, deliveries and attempts."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    async def ping(self) -> None:
+        """Raise `StoreError` unless storage is writable."""
+
+    # -- organization and API keys ---------------------------------------------
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+    async def put_api_key(self, key: ApiKey) -> None: ...
+    async def get_api_key(self, access_key: str) -> ApiKey | None: ...
+
+    # -- workspaces and publishable keys -----------------------------------------
+    async def create_workspace(self, workspace: Workspace) -> None: ...
+    async def update_workspace(self, workspace: Workspace) -> None: ...
+    async def delete_workspace(self, workspace_id: str) -> bool: ...
+    async def get_workspace(self, workspace_id: str) -> Workspace | None: ...
+    async def list_workspaces(self, limit: int, after: str | None) -> Page: ...
+    async def add_publishable_key(self, key: PublishableKey) -> None: ...
+    async def revoke_publishable_keys(
+        self, workspace_id: str, key_id: str | None, now_ms: int
+    ) -> int: ...
+    async def get_publishable_key(self, key_id: str) -> PublishableKey | None: ...
+    async def active_publishable_key(self, workspace_id: str) -> PublishableKey | None: ...
+
+    # -- connections and rules ---------------------------------------------------
+    async def create_connection(self, connection: Connection) -> None: ...
+    async def update_connection(self, connection: Connection) -> None: ...
+    async def delete_connection(self, connection_id: str) -> None: ...
+    async def get_connection(self, connection_id: str) -> Connection | None: ...
+    async def list_connections(
+        self, workspace_id: str | None, limit: int, after: str | None
+    ) -> Page: ...
+    async def create_rule(self, rule: Rule) -> None: ...
+    async def delete_rule(self, rule_id: str) -> None: ...
+    async def get_rule(self, rule_id: str) -> Rule | None: ...
+    async def list_rules(
+        self, workspace_id: str | None, connection_id: str | None, limit: int, after: str | None
+    ) -> Page: ...
+    async def rules_of_workspace(self, workspace_id: str) -> list[Rule]: ...
+
+    # -- ingest and delivery -----------------------------------------------------
+    async def get_idempotency(self, workspace_id: str, key: str) -> IdempotencyRecord | None: ...
+    async def write(self, batch: WriteBatch) -> None:
+        """Insert events, rule events and idempotency answers and record outcomes, atomically."""
+
+    async def claim_due(
+        self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
+    ) -> list[Claimed]:
+        """Mark up to `limit` due pending deliveries `processing` under a lease and return them."""
+
+    async def release(self, rule_event_ids: Sequence[str], now_ms: int) -> None:
+        """Hand claimed deliveries back as pending, due now (shutdown, over-claim)."""
+
+    async def release_expired(self, now_ms: int) -> int:
+        """Make deliveries whose lease ran out (a crashed sender) pending again."""
+
+    # -- history -----------------------------------------------------------------
+    async def get_event(self, event_id: str) -> Event | None: ...
+    async def rule_events_of(self, event_ids: Sequence[str]) -> list[RuleEvent]: ...
+    async def attempts_of(self, rule_event_id: str) -> list[Attempt]: ...
+    async def purge_idempotency(self, before_ms: int) -> int: ...
+    async def count_rule_events(self, status: str) -> int: ...

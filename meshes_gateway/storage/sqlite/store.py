@@ -1,0 +1,602 @@
+"""SQLite `Store`: one write connection behind a lock, one read connection (WAL).
+
+Writes are serialised on one connection because SQLite has one writer anyway;
+the lock keeps a group commit's statements from interleaving with a claim or a
+configuration change. Reads go to a second connection, which WAL lets run
+while a write transaction is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import aiosqlite
+import msgspec
+
+from meshes_gateway.storage.base import DuplicateName, StoreError
+from meshes_gateway.storage.records import (
+    ApiKey,
+    Attempt,
+    Claimed,
+    Connection,
+    Event,
+    IdempotencyRecord,
+    Page,
+    PublishableKey,
+    Rule,
+    RuleEvent,
+    Workspace,
+    WriteBatch,
+)
+from meshes_gateway.storage.sqlite.migrate import migrate
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+_WORKSPACE_COLS = "id, name, description, created_at_ms, updated_at_ms"
+_PUBKEY_COLS = "id, workspace_id, name, prefix, digest, created_at_ms, revoked_at_ms"
+_CONNECTION_COLS = (
+    "id, workspace_id, type, name, metadata, secrets_enc, active, inactive_reason, hidden,"
+    " created_by, created_at_ms, updated_at_ms"
+)
+_RULE_COLS = (
+    "id, workspace_id, connection_id, event, resource, resource_id, type, metadata, active,"
+    " hidden, created_by, created_at_ms, updated_at_ms"
+)
+_EVENT_COLS = "id, workspace_id, event, resource, resource_id, payload, created_by, created_at_ms"
+_RULE_EVENT_COLS = (
+    "id, event_id, workspace_id, rule_id, connection_id, status, attempt_count,"
+    " next_attempt_at_ms, last_error, started_at_ms, completed_at_ms, created_at_ms"
+)
+_ATTEMPT_COLS = (
+    "id, rule_event_id, attempted_at_ms, duration_ms, status_code, error, response_excerpt, trigger"
+)
+
+
+def _workspace(row: sqlite3.Row) -> Workspace:
+    return Workspace(
+        id=row[0], name=row[1], description=row[2], created_at_ms=row[3], updated_at_ms=row[4]
+    )
+
+
+def _pubkey(row: sqlite3.Row) -> PublishableKey:
+    return PublishableKey(
+        id=row[0],
+        workspace_id=row[1],
+        name=row[2],
+        prefix=row[3],
+        digest=row[4],
+        created_at_ms=row[5],
+        revoked_at_ms=row[6],
+    )
+
+
+def _connection(row: sqlite3.Row) -> Connection:
+    return Connection(
+        id=row[0],
+        workspace_id=row[1],
+        type=row[2],
+        name=row[3],
+        metadata=_json_decode(row[4]),
+        secrets_enc=row[5],
+        active=bool(row[6]),
+        inactive_reason=row[7],
+        hidden=bool(row[8]),
+        created_by=row[9],
+        created_at_ms=row[10],
+        updated_at_ms=row[11],
+    )
+
+
+def _rule(row: sqlite3.Row) -> Rule:
+    return Rule(
+        id=row[0],
+        workspace_id=row[1],
+        connection_id=row[2],
+        event=row[3],
+        resource=row[4],
+        resource_id=row[5],
+        type=row[6],
+        metadata=_json_decode(row[7]),
+        active=bool(row[8]),
+        hidden=bool(row[9]),
+        created_by=row[10],
+        created_at_ms=row[11],
+        updated_at_ms=row[12],
+    )
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row[0],
+        workspace_id=row[1],
+        event=row[2],
+        resource=row[3],
+        resource_id=row[4],
+        payload=row[5],
+        created_by=row[6],
+        created_at_ms=row[7],
+    )
+
+
+def _rule_event(row: sqlite3.Row) -> RuleEvent:
+    return RuleEvent(
+        id=row[0],
+        event_id=row[1],
+        workspace_id=row[2],
+        rule_id=row[3],
+        connection_id=row[4],
+        status=row[5],
+        attempt_count=row[6],
+        next_attempt_at_ms=row[7],
+        last_error=row[8],
+        started_at_ms=row[9],
+        completed_at_ms=row[10],
+        created_at_ms=row[11],
+    )
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        id=row[0],
+        rule_event_id=row[1],
+        attempted_at_ms=row[2],
+        duration_ms=row[3],
+        status_code=row[4],
+        error=row[5],
+        response_excerpt=row[6],
+        trigger=row[7],
+    )
+
+
+def _exclusive_lock(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock so a second gateway cannot open the same database file."""
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(f"{path.parent} is in use by another gateway process") from None
+    return handle
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _page(rows: list[Any], limit: int, key: Any) -> Page:
+    """Cut a `limit + 1` fetch into a page; the extra row only says that more exist."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return Page(records=rows, next_cursor=key(rows[-1]))
+    return Page(records=rows, next_cursor=None)
+
+
+class SqliteStore:
+    """The embedded backend: a WAL database file with `synchronous=FULL` by default."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._lock_file: IO[bytes] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _exclusive_lock(self._path.with_name(self._path.name + ".lock"))
+        self._w = await self._connect()
+        await migrate(self._w)
+        self._r = await self._connect()
+        # One process owns this file (the lock above), so a delivery still marked
+        # processing was in flight in a process that died: deliver it again now
+        # rather than after its lease runs out.
+        await self._one_write(
+            "UPDATE rule_events SET status = 'pending', lease_until_ms = NULL"
+            " WHERE status = 'processing'",
+            (),
+        )
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        await conn.executescript(
+            "PRAGMA journal_mode=WAL;"
+            f"PRAGMA synchronous={self._synchronous};"
+            "PRAGMA foreign_keys=ON;"
+            "PRAGMA busy_timeout=5000;"
+            "PRAGMA temp_store=MEMORY;"
+        )
+        return conn
+
+    async def close(self) -> None:
+        for conn in (self._r, self._w):
+            if conn is not None:
+                await conn.close()
+        self._r = self._w = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def _writer(self) -> aiosqlite.Connection:
+        if self._w is None:
+            raise StoreError("store is not open")
+        return self._w
+
+    @property
+    def _reader(self) -> aiosqlite.Connection:
+        if self._r is None:
+            raise StoreError("store is not open")
+        return self._r
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """An IMMEDIATE transaction on the write connection, rolled back on any error."""
+        async with self._write_lock:
+            conn = self._writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def _one_write(self, sql: str, params: Iterable[Any]) -> int:
+        """One statement in its own transaction; returns the rows it changed."""
+        async with self._write_lock:
+            try:
+                cursor = await self._writer.execute(sql, tuple(params))
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc):
+                    raise DuplicateName(str(exc)) from exc
+                raise StoreError(str(exc)) from exc
+            return cursor.rowcount
+
+    async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+
+    async def ping(self) -> None:
+        try:
+            await self._one_write(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ping', '1')", ()
+            )
+        except (sqlite3.Error, StoreError) as exc:
+            raise StoreError(f"storage is not writable: {exc}") from exc
+
+    # -- organization and API keys ---------------------------------------------
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._fetch("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._one_write(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def put_api_key(self, key: ApiKey) -> None:
+        await self._one_write(
+            "INSERT OR REPLACE INTO api_keys (access_key, secret_enc, created_at_ms)"
+            " VALUES (?, ?, ?)",
+            (key.access_key, key.secret_enc, key.created_at_ms),
+        )
+
+    async def get_api_key(self, access_key: str) -> ApiKey | None:
+        rows = await self._fetch(
+            "SELECT access_key, secret_enc, created_at_ms FROM api_keys WHERE access_key = ?",
+            (access_key,),
+        )
+        if not rows:
+            return None
+        return ApiKey(access_key=rows[0][0], secret_enc=rows[0][1], created_at_ms=rows[0][2])
+
+    # -- workspaces and publishable keys -----------------------------------------
+    async def create_workspace(self, workspace: Workspace) -> None:
+        await self._one_write(
+            f"INSERT INTO workspaces ({_WORKSPACE_COLS}) VALUES (?, ?, ?, ?, ?)",
+            msgspec.structs.astuple(workspace),
+        )
+
+    async def update_workspace(self, workspace: Workspace) -> None:
+        await self._one_write(
+            "UPDATE workspaces SET name = ?, description = ?, updated_at_ms = ? WHERE id = ?",
+            (workspace.name, workspace.description, workspace.updated_at_ms, workspace.id),
+        )
+
+    async def delete_workspace(self, workspace_id: str) -> bool:
+        return await self._one_write("DELETE FROM workspaces WHERE id = ?", (workspace_id,)) > 0
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        rows = await self._fetch(
+            f"SELECT {_WORKSPACE_COLS} FROM workspaces WHERE id = ?", (workspace_id,)
+        )
+        return _workspace(rows[0]) if rows else None
+
+    async def list_workspaces(self, limit: int, after: str | None) -> Page:
+        rows = await self._fetch(
+            f"SELECT {_WORKSPACE_COLS} FROM workspaces WHERE (? IS NULL OR id < ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (after, after, limit + 1),
+        )
+        return _page([_workspace(r) for r in rows], limit, lambda w: w.id)
+
+    async def add_publishable_key(self, key: PublishableKey) -> None:
+        await self._one_write(
+            f"INSERT INTO publishable_keys ({_PUBKEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            msgspec.structs.astuple(key),
+        )
+
+    async def revoke_publishable_keys(
+        self, workspace_id: str, key_id: str | None, now_ms: int
+    ) -> int:
+        return await self._one_write(
+            "UPDATE publishable_keys SET revoked_at_ms = ?"
+            " WHERE workspace_id = ? AND (? IS NULL OR id = ?) AND revoked_at_ms IS NULL",
+            (now_ms, workspace_id, key_id, key_id),
+        )
+
+    async def get_publishable_key(self, key_id: str) -> PublishableKey | None:
+        rows = await self._fetch(
+            f"SELECT {_PUBKEY_COLS} FROM publishable_keys WHERE id = ?", (key_id,)
+        )
+        return _pubkey(rows[0]) if rows else None
+
+    async def active_publishable_key(self, workspace_id: str) -> PublishableKey | None:
+        rows = await self._fetch(
+            f"SELECT {_PUBKEY_COLS} FROM publishable_keys"
+            " WHERE workspace_id = ? AND revoked_at_ms IS NULL ORDER BY id DESC LIMIT 1",
+            (workspace_id,),
+        )
+        return _pubkey(rows[0]) if rows else None
+
+    # -- connections and rules ---------------------------------------------------
+    async def create_connection(self, connection: Connection) -> None:
+        row = list(msgspec.structs.astuple(connection))
+        row[4] = _json_encode(connection.metadata).decode()
+        await self._one_write(
+            f"INSERT INTO connections ({_CONNECTION_COLS}) VALUES ({_marks(12)})", row
+        )
+
+    async def update_connection(self, connection: Connection) -> None:
+        await self._one_write(
+            "UPDATE connections SET name = ?, metadata = ?, secrets_enc = ?, active = ?,"
+            " inactive_reason = ?, hidden = ?, updated_at_ms = ? WHERE id = ?",
+            (
+                connection.name,
+                _json_encode(connection.metadata).decode(),
+                connection.secrets_enc,
+                connection.active,
+                connection.inactive_reason,
+                connection.hidden,
+                connection.updated_at_ms,
+                connection.id,
+            ),
+        )
+
+    async def delete_connection(self, connection_id: str) -> None:
+        await self._one_write("DELETE FROM connections WHERE id = ?", (connection_id,))
+
+    async def get_connection(self, connection_id: str) -> Connection | None:
+        rows = await self._fetch(
+            f"SELECT {_CONNECTION_COLS} FROM connections WHERE id = ?", (connection_id,)
+        )
+        return _connection(rows[0]) if rows else None
+
+    async def list_connections(
+        self, workspace_id: str | None, limit: int, after: str | None
+    ) -> Page:
+        rows = await self._fetch(
+            f"SELECT {_CONNECTION_COLS} FROM connections"
+            " WHERE (? IS NULL OR workspace_id = ?) AND (? IS NULL OR id < ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (workspace_id, workspace_id, after, after, limit + 1),
+        )
+        return _page([_connection(r) for r in rows], limit, lambda c: c.id)
+
+    async def create_rule(self, rule: Rule) -> None:
+        row = list(msgspec.structs.astuple(rule))
+        row[7] = _json_encode(rule.metadata).decode()
+        await self._one_write(f"INSERT INTO rules ({_RULE_COLS}) VALUES ({_marks(13)})", row)
+
+    async def delete_rule(self, rule_id: str) -> None:
+        await self._one_write("DELETE FROM rules WHERE id = ?", (rule_id,))
+
+    async def get_rule(self, rule_id: str) -> Rule | None:
+        rows = await self._fetch(f"SELECT {_RULE_COLS} FROM rules WHERE id = ?", (rule_id,))
+        return _rule(rows[0]) if rows else None
+
+    async def list_rules(
+        self, workspace_id: str | None, connection_id: str | None, limit: int, after: str | None
+    ) -> Page:
+        rows = await self._fetch(
+            f"SELECT {_RULE_COLS} FROM rules WHERE (? IS NULL OR workspace_id = ?)"
+            " AND (? IS NULL OR connection_id = ?) AND (? IS NULL OR id < ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (workspace_id, workspace_id, connection_id, connection_id, after, after, limit + 1),
+        )
+        return _page([_rule(r) for r in rows], limit, lambda r: r.id)
+
+    async def rules_of_workspace(self, workspace_id: str) -> list[Rule]:
+        rows = await self._fetch(
+            f"SELECT {_RULE_COLS} FROM rules WHERE workspace_id = ? ORDER BY id", (workspace_id,)
+        )
+        return [_rule(r) for r in rows]
+
+    # -- ingest and delivery -----------------------------------------------------
+    async def get_idempotency(self, workspace_id: str, key: str) -> IdempotencyRecord | None:
+        rows = await self._fetch(
+            "SELECT workspace_id, key, request_digest, status, body, created_at_ms"
+            " FROM idempotency_keys WHERE workspace_id = ? AND key = ?",
+            (workspace_id, key),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return IdempotencyRecord(
+            workspace_id=r[0],
+            key=r[1],
+            request_digest=r[2],
+            status=r[3],
+            body=r[4],
+            created_at_ms=r[5],
+        )
+
+    async def write(self, batch: WriteBatch) -> None:
+        try:
+            async with self._transaction() as conn:
+                if batch.events:
+                    await conn.executemany(
+                        f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(8)})",
+                        [msgspec.structs.astuple(e) for e in batch.events],
+                    )
+                if batch.rule_events:
+                    await conn.executemany(
+                        f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(12)})",
+                        [msgspec.structs.astuple(r) for r in batch.rule_events],
+                    )
+                if batch.idempotency:
+                    # An expired key may still be on disk until the purge runs: replace it.
+                    await conn.executemany(
+                        "INSERT OR REPLACE INTO idempotency_keys (workspace_id, key,"
+                        " request_digest, status, body, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                        [msgspec.structs.astuple(i) for i in batch.idempotency],
+                    )
+                if batch.outcomes:
+                    await self._record_outcomes(conn, batch)
+                if batch.disable_connections:
+                    await conn.executemany(
+                        "UPDATE connections SET active = 0, inactive_reason = ? WHERE id = ?",
+                        [(reason, cid) for cid, reason in batch.disable_connections.items()],
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"write failed: {exc}") from exc
+
+    @staticmethod
+    async def _record_outcomes(conn: aiosqlite.Connection, batch: WriteBatch) -> None:
+        # Only a row still under our claim moves on: a stale outcome (its lease ran
+        # out and it was claimed again) must not overwrite the newer claim's state.
+        await conn.executemany(
+            "UPDATE rule_events SET status = ?, attempt_count = attempt_count + 1,"
+            " next_attempt_at_ms = ?, last_error = ?, completed_at_ms = ?, lease_until_ms = NULL"
+            " WHERE id = ? AND status = 'processing'",
+            [
+                (o.status, o.next_attempt_at_ms, o.last_error, o.completed_at_ms, o.rule_event_id)
+                for o in batch.outcomes
+            ],
+        )
+        await conn.executemany(
+            f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({_marks(8)})",
+            [msgspec.structs.astuple(o.attempt) for o in batch.outcomes],
+        )
+
+    async def claim_due(
+        self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
+    ) -> list[Claimed]:
+        excluded = list(exclude_connections)
+        try:
+            async with self._write_lock:
+                claimed = list(
+                    await self._writer.execute_fetchall(
+                        "UPDATE rule_events SET status = 'processing', lease_until_ms = ?,"
+                        " started_at_ms = COALESCE(started_at_ms, ?)"
+                        " WHERE id IN (SELECT id FROM rule_events"
+                        "   WHERE status = 'pending' AND next_attempt_at_ms <= ?"
+                        f"  AND connection_id NOT IN ({_marks(len(excluded))})"
+                        "   ORDER BY next_attempt_at_ms LIMIT ?)"
+                        " RETURNING id, event_id, workspace_id, rule_id, connection_id,"
+                        " attempt_count",
+                        (lease_until_ms, now_ms, now_ms, *excluded, limit),
+                    )
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"claim failed: {exc}") from exc
+        if not claimed:
+            return []
+        event_ids = list({row[1] for row in claimed})
+        events = {
+            row[0]: row
+            for row in await self._fetch(
+                "SELECT id, event, resource, resource_id, payload, created_at_ms FROM events"
+                f" WHERE id IN ({_marks(len(event_ids))})",
+                event_ids,
+            )
+        }
+        out = []
+        for row in claimed:
+            ev = events.get(row[1])
+            if ev is None:  # purged by retention between the two statements
+                continue
+            out.append(
+                Claimed(
+                    rule_event_id=row[0],
+                    event_id=row[1],
+                    workspace_id=row[2],
+                    rule_id=row[3],
+                    connection_id=row[4],
+                    attempt_count=row[5],
+                    event=ev[1],
+                    resource=ev[2],
+                    resource_id=ev[3],
+                    payload=ev[4],
+                    event_created_at_ms=ev[5],
+                )
+            )
+        return out
+
+    async def release(self, rule_event_ids: Sequence[str], now_ms: int) -> None:
+        if not rule_event_ids:
+            return
+        async with self._transaction() as conn:
+            await conn.executemany(
+                "UPDATE rule_events SET status = 'pending', lease_until_ms = NULL,"
+                " next_attempt_at_ms = ? WHERE id = ? AND status = 'processing'",
+                [(now_ms, rid) for rid in rule_event_ids],
+            )
+
+    async def release_expired(self, now_ms: int) -> int:
+        return await self._one_write(
+            "UPDATE rule_events SET status = 'pending', lease_until_ms = NULL,"
+            " next_attempt_at_ms = ? WHERE status = 'processing' AND lease_until_ms <= ?",
+            (now_ms, now_ms),
+        )
+
+    # -- history -----------------------------------------------------------------
+    async def get_event(self, event_id: str) -> Event | None:
+        rows = await self._fetch(f"SELECT {_EVENT_COLS} FROM events WHERE id = ?", (event_id,))
+        return _event(rows[0]) if rows else None
+
+    async def rule_events_of(self, event_ids: Sequence[str]) -> list[RuleEvent]:
+        if not event_ids:
+            return []
+        rows = await self._fetch(
+            f"SELECT {_RULE_EVENT_COLS} FROM rule_events"
+            f" WHERE event_id IN ({_marks(len(event_ids))}) ORDER BY id",
+            event_ids,
+        )
+        return [_rule_event(r) for r in rows]
+
+    async def attempts_of(self, rule_event_id: str) -> list[Attempt]:
+        rows = await self._fetch(
+            f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE rule_event_id = ? ORDER BY id",
+            (rule_event_id,),
+        )
+        return [_attempt(r) for r in rows]
+
+    async def purge_idempotency(self, before_ms: int) -> int:
+        return await self._one_write(
+            "DELETE FROM idempotency_keys WHERE created_at_ms < ?", (before_ms,)
+        )
+
+    async def count_rule_events(self, status: str) -> int:
+        rows = await self._fetch("SELECT count(*) FROM rule_events WHERE status = ?", (status,))
+        return int(rows[0][0])
