@@ -31,7 +31,7 @@ class Caller:
     workspace_id: str | None = None
 
 
-CALLER = "meshes_caller"
+CALLER = web.RequestKey("caller", Caller)
 
 
 def make_publishable_key(workspace_id: str, key_id: str) -> tuple[str, bytes]:
