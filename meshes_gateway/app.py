@@ -96,7 +96,12 @@ async def _run_services(
         retry_schedule_s=settings.retry_schedule_s,
         rng=rng,
     )
-    maintenance = Maintenance(store, clock, idempotency_ttl_s=settings.idempotency_ttl_s)
+    maintenance = Maintenance(
+        store,
+        clock,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        retention_days=settings.retention_days,
+    )
     app[GATEWAY] = Gateway(
         settings=settings,
         store=store,

@@ -82,7 +82,7 @@ class Settings:
     request_timeout_s: float = 15.0
     response_excerpt_bytes: int = 4096
     batch_max_rows: int = 2000
-    batch_max_wait_ms: float = 2.0
+    batch_max_wait_ms: float = 0.0
     writer_queue_max: int = 10_000
     poll_interval_s: float = 1.0
     idempotency_ttl_s: int = 86_400

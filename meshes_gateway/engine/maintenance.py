@@ -1,4 +1,4 @@
-"""Periodic housekeeping: expired idempotency keys."""
+"""Periodic housekeeping: expired idempotency keys and history past retention."""
 
 from __future__ import annotations
 
@@ -11,16 +11,27 @@ from meshes_gateway.storage.base import Store, StoreError
 
 log = structlog.get_logger(__name__)
 
+DAY_MS = 86_400_000
+# Small batches keep each purge transaction short, so ingest is never held up.
+PURGE_BATCH = 1000
+
 
 class Maintenance:
     """Runs `tick` every `interval_s`."""
 
     def __init__(
-        self, store: Store, clock: Clock, *, idempotency_ttl_s: int, interval_s: float = 60.0
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        idempotency_ttl_s: int,
+        retention_days: int,
+        interval_s: float = 60.0,
     ) -> None:
         self._store = store
         self._clock = clock
         self._idempotency_ttl_ms = idempotency_ttl_s * 1000
+        self._retention_ms = retention_days * DAY_MS
         self._interval_s = interval_s
 
     async def run(self) -> None:
@@ -32,5 +43,16 @@ class Maintenance:
                 log.error("maintenance_failed", error=str(exc))
 
     async def tick(self) -> int:
-        """Purge idempotency keys past their lifetime; returns how many."""
-        return await self._store.purge_idempotency(self._clock.now_ms() - self._idempotency_ttl_ms)
+        """Purge expired idempotency keys and old history; returns events purged."""
+        now = self._clock.now_ms()
+        await self._store.purge_idempotency(now - self._idempotency_ttl_ms)
+        purged = 0
+        while True:
+            batch = await self._store.purge_history(now - self._retention_ms, PURGE_BATCH)
+            purged += batch
+            if batch < PURGE_BATCH:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
+        if purged:
+            log.info("history_purged", events=purged)
+        return purged

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 
 import aiohttp
+import certifi
 from multidict import CIMultiDict
 
 from meshes_gateway.delivery.envelope import build_request
@@ -117,7 +119,11 @@ def make_session(policy: AddressPolicy, max_connections: int) -> aiohttp.ClientS
     The DNS cache holds only answers that already passed the guard, so caching
     them for a few seconds saves lookups without opening a rebinding window.
     """
+    # certifi's CA bundle travels with the package, so TLS verification does not
+    # depend on the host (or container image) having a CA store installed.
+    tls = ssl.create_default_context(cafile=certifi.where())
     connector = aiohttp.TCPConnector(
+        ssl=tls,
         resolver=GuardedResolver(policy),
         limit=max_connections,
         ttl_dns_cache=10,

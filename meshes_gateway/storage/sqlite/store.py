@@ -597,6 +597,17 @@ class SqliteStore:
             "DELETE FROM idempotency_keys WHERE created_at_ms < ?", (before_ms,)
         )
 
+    async def purge_history(self, before_ms: int, limit: int) -> int:
+        # Events with a delivery still pending or in flight are kept: retention
+        # must never drop work that is owed (rule events and attempts cascade).
+        return await self._one_write(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e"
+            " WHERE e.created_at_ms < ? AND NOT EXISTS (SELECT 1 FROM rule_events r"
+            "   WHERE r.event_id = e.id AND r.status IN ('pending', 'processing'))"
+            " ORDER BY e.created_at_ms LIMIT ?)",
+            (before_ms, limit),
+        )
+
     async def count_rule_events(self, status: str) -> int:
         rows = await self._fetch("SELECT count(*) FROM rule_events WHERE status = ?", (status,))
         return int(rows[0][0])
