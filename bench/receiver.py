@@ -2,10 +2,14 @@
 
 Answers 200 at once and records, per delivery, the time from the emitter's
 `t_ns` (wall clock in the payload) to arrival; `GET /stats` returns them.
+`--print` also prints each delivery's `webhook-*` headers and body.
+
+    python -m bench.receiver PORT [--print]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -15,7 +19,7 @@ from aiohttp import web
 _decode = msgspec.json.decode
 
 
-def main(port: int) -> None:
+def main(port: int, show: bool) -> None:
     latencies_ms: list[float] = []
     seen = {"count": 0}
 
@@ -23,6 +27,11 @@ def main(port: int) -> None:
         body = await request.read()
         now = time.time_ns()
         seen["count"] += 1
+        if show:
+            signed = {k: v for k, v in request.headers.items() if k.lower().startswith("webhook-")}
+            print(
+                json.dumps({"headers": signed, "body": body.decode(errors="replace")}), flush=True
+            )
         try:
             sent = _decode(body)["payload"].get("t_ns")
         except (msgspec.DecodeError, KeyError, AttributeError):
@@ -47,4 +56,4 @@ def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), show="--print" in sys.argv[2:])
