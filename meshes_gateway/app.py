@@ -78,6 +78,7 @@ async def _run_services(
 
     writer = Writer(
         store,
+        clock,
         max_rows=settings.batch_max_rows,
         max_wait_ms=settings.batch_max_wait_ms,
         queue_max=settings.writer_queue_max,
@@ -101,6 +102,8 @@ async def _run_services(
         clock,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         retention_days=settings.retention_days,
+        disable_after_s=settings.disable_after_s,
+        on_disabled=directory.forget_connection,
     )
     app[GATEWAY] = Gateway(
         settings=settings,

@@ -87,6 +87,7 @@ class Settings:
     poll_interval_s: float = 1.0
     idempotency_ttl_s: int = 86_400
     shutdown_grace_s: float = 10.0
+    disable_after_s: float = 5 * 86_400.0
 
     @property
     def sqlite_path(self) -> Path:
@@ -158,6 +159,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "shutdown_grace_s", "MESHES_SHUTDOWN_GRACE", float, "wait for in-flight sends on stop, s"
     ),
+    Option("disable_after_s", "MESHES_DISABLE_AFTER", float, "disable after failing this long, s"),
 )
 
 

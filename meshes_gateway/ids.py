@@ -34,3 +34,9 @@ def parse_rfc3339(value: str) -> int:
     if stamp.tzinfo is None:
         raise ValueError("a time zone is required")
     return int(stamp.timestamp() * 1000)
+
+
+def uuid7_floor(ms: int) -> str:
+    """The smallest UUIDv7 made at or after `ms`: turns a time bound into an id bound."""
+    stamp = f"{max(ms, 0):012x}"
+    return f"{stamp[:8]}-{stamp[8:]}-0000-0000-000000000000"

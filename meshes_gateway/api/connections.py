@@ -205,11 +205,14 @@ async def update_connection(request: web.Request) -> web.Response:
     if body.hidden is not None:
         changes["hidden"] = body.hidden
     if body.active is True:
-        changes |= {"active": True, "inactive_reason": None}
-    elif body.active is False:
-        changes |= {"active": False, "inactive_reason": "manually_inactivated"}
+        changes |= {"active": True, "inactive_reason": None, "failing_since_ms": None}
     updated = msgspec.structs.replace(connection, **changes)
     await gateway.store.update_connection(updated)
+    if body.active is False and connection.active:
+        # Its queued deliveries become failed (replayable once it is re-enabled).
+        reason = "manually_inactivated"
+        await gateway.store.disable_connections({connection.id: reason}, gateway.clock.now_ms())
+        updated = msgspec.structs.replace(updated, active=False, inactive_reason=reason)
     gateway.directory.forget_connection(connection.id)
     return json_response(render.connection(updated))
 

@@ -105,6 +105,7 @@ async def _route(
     answers: list[CreatedEvent] = []
     for item, payload in items:
         event_id = new_id()
+        matched = matching_rules(rules, item.event, item.resource, item.resource_id)
         events.append(
             Event(
                 id=event_id,
@@ -115,9 +116,12 @@ async def _route(
                 payload=payload,
                 created_by=created_by,
                 created_at_ms=now,
+                status="pending" if matched else "completed",
+                total_rules=len(matched),
+                completed_at_ms=None if matched else now,
             )
         )
-        for rule in matching_rules(rules, item.event, item.resource, item.resource_id):
+        for rule in matched:
             deliveries.append(
                 RuleEvent(
                     id=new_id(),

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from meshes_gateway.ids import rfc3339
-from meshes_gateway.storage.records import Connection, Event, Rule, RuleEvent, Workspace
+from meshes_gateway.storage.records import (
+    Attempt,
+    Connection,
+    Delivery,
+    Event,
+    Rule,
+    RuleEvent,
+    Workspace,
+)
+
+
+class EventHead(Protocol):
+    """What a rule event shows of its event (an `Event` or a `Delivery` row)."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def resource(self) -> str | None: ...
+    @property
+    def resource_id(self) -> str | None: ...
+    @property
+    def created_by(self) -> str: ...
 
 
 def _time(ms: int | None) -> str | None:
@@ -32,6 +53,7 @@ def connection(c: Connection) -> dict[str, Any]:
         "active": c.active,
         "inactive_reason": c.inactive_reason,
         "hidden": c.hidden,
+        "failing_since": _time(c.failing_since_ms),
         "created_by": c.created_by,
         "created_at": rfc3339(c.created_at_ms),
         "updated_at": rfc3339(c.updated_at_ms),
@@ -56,7 +78,7 @@ def rule(r: Rule) -> dict[str, Any]:
     }
 
 
-def rule_event(re_: RuleEvent, event: Event, integration_type: str = "webhook") -> dict[str, Any]:
+def rule_event(re_: RuleEvent, event: EventHead) -> dict[str, Any]:
     return {
         "id": re_.id,
         "type": "rule",
@@ -65,7 +87,7 @@ def rule_event(re_: RuleEvent, event: Event, integration_type: str = "webhook") 
         "event": event.event,
         "rule": re_.rule_id,
         "connection": re_.connection_id,
-        "integration_type": integration_type,
+        "integration_type": "webhook",
         "status": re_.status,
         "attempt_count": re_.attempt_count,
         "resource": event.resource,
@@ -74,24 +96,69 @@ def rule_event(re_: RuleEvent, event: Event, integration_type: str = "webhook") 
         "next_attempt_at": _time(re_.next_attempt_at_ms if re_.status == "pending" else None),
         "started_at": _time(re_.started_at_ms),
         "completed_at": _time(re_.completed_at_ms),
+        "trigger": re_.trigger,
         "created_by": event.created_by,
         "created_at": rfc3339(re_.created_at_ms),
     }
 
 
+def delivery(d: Delivery) -> dict[str, Any]:
+    return rule_event(d.rule_event, d)
+
+
+def attempt(a: Attempt) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "attempted_at": rfc3339(a.attempted_at_ms),
+        "duration_ms": a.duration_ms,
+        "status_code": a.status_code,
+        "error": a.error,
+        "response_excerpt": (
+            a.response_excerpt.decode("utf-8", errors="replace")
+            if a.response_excerpt is not None
+            else None
+        ),
+        "trigger": a.trigger,
+    }
+
+
 def event_status(rule_events: list[RuleEvent]) -> str:
-    """An event's status from its deliveries: done when all are, failed if any failed."""
-    statuses = {r.status for r in rule_events}
-    if not statuses or statuses == {"completed"}:
+    """An event's status from its deliveries (the rule the store's aggregate follows too).
+
+    completed: all delivered; failed: all settled, some failed; pending: nothing
+    attempted yet; processing: anything in between.
+    """
+    settled = [r.status for r in rule_events if r.status in ("completed", "failed")]
+    if all(s == "completed" for s in settled) and len(settled) == len(rule_events):
         return "completed"
-    if statuses <= {"completed", "failed"}:
+    if len(settled) == len(rule_events):
         return "failed"
-    if "processing" in statuses or statuses & {"completed", "failed"}:
-        return "processing"
-    return "pending"
+    if all(r.status == "pending" and r.attempt_count == 0 for r in rule_events):
+        return "pending"
+    return "processing"
+
+
+def event_row(e: Event) -> dict[str, Any]:
+    """A listed event: status and counts as stored with the last batch of outcomes."""
+    return {
+        "id": e.id,
+        "type": "event",
+        "workspace": e.workspace_id,
+        "event": e.event,
+        "resource": e.resource,
+        "resource_id": e.resource_id,
+        "status": e.status,
+        "total_rules": e.total_rules,
+        "completed_count": e.completed_count,
+        "failed_count": e.failed_count,
+        "completed_at": _time(e.completed_at_ms),
+        "created_by": e.created_by,
+        "created_at": rfc3339(e.created_at_ms),
+    }
 
 
 def event(e: Event, rule_events: list[RuleEvent] | None = None) -> dict[str, Any]:
+    """One event with its deliveries; status and counts computed from them."""
     res = rule_events or []
     done = [r.completed_at_ms for r in res if r.completed_at_ms is not None]
     started = [r.started_at_ms for r in res if r.started_at_ms is not None]

@@ -1,8 +1,9 @@
-"""Periodic housekeeping: expired idempotency keys and history past retention."""
+"""Periodic housekeeping: idempotency expiry, retention, auto-disabling failing connections."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -26,12 +27,16 @@ class Maintenance:
         *,
         idempotency_ttl_s: int,
         retention_days: int,
+        disable_after_s: float,
+        on_disabled: Callable[[str], None] = lambda _: None,
         interval_s: float = 60.0,
     ) -> None:
         self._store = store
         self._clock = clock
         self._idempotency_ttl_ms = idempotency_ttl_s * 1000
         self._retention_ms = retention_days * DAY_MS
+        self._disable_after_ms = int(disable_after_s * 1000)
+        self._on_disabled = on_disabled
         self._interval_s = interval_s
 
     async def run(self) -> None:
@@ -43,8 +48,9 @@ class Maintenance:
                 log.error("maintenance_failed", error=str(exc))
 
     async def tick(self) -> int:
-        """Purge expired idempotency keys and old history; returns events purged."""
+        """One round of housekeeping; returns the number of events purged."""
         now = self._clock.now_ms()
+        await self.disable_failing(now)
         await self._store.purge_idempotency(now - self._idempotency_ttl_ms)
         purged = 0
         while True:
@@ -56,3 +62,13 @@ class Maintenance:
         if purged:
             log.info("history_purged", events=purged)
         return purged
+
+    async def disable_failing(self, now_ms: int) -> list[str]:
+        """Disable connections that have only failed for `disable_after_s`."""
+        failing = await self._store.failing_connections(now_ms - self._disable_after_ms)
+        if failing:
+            await self._store.disable_connections(dict.fromkeys(failing, "failing"), now_ms)
+            for connection_id in failing:
+                self._on_disabled(connection_id)
+                log.warning("connection_disabled", connection=connection_id, reason="failing")
+        return failing

@@ -141,7 +141,7 @@ class Scheduler:
             result = await self._sender.send(target, delivery, now)
         done_ms = self._clock.now_ms()
         status, next_at, last_error, disable = decide(
-            attempts_before=delivery.attempt_count,
+            attempts_before=delivery.schedule_attempts,
             status_code=result.status_code,
             error=result.error,
             refused=result.refused,
@@ -152,6 +152,9 @@ class Scheduler:
         )
         outcome = Outcome(
             rule_event_id=delivery.rule_event_id,
+            event_id=delivery.event_id,
+            connection_id=delivery.connection_id,
+            endpoint_ok=None if result.refused else status == "completed",
             status=status,
             next_attempt_at_ms=next_at,
             last_error=last_error,
@@ -164,7 +167,7 @@ class Scheduler:
                 status_code=result.status_code,
                 error=result.error,
                 response_excerpt=result.excerpt,
-                trigger="scheduled",
+                trigger=delivery.trigger,
             ),
         )
         disable_map = {delivery.connection_id: disable} if disable else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from meshes_gateway.clock import Clock
 from meshes_gateway.errors import Unavailable
 from meshes_gateway.storage.base import Store
 from meshes_gateway.storage.records import (
@@ -50,6 +51,7 @@ class Writer:
     def __init__(
         self,
         store: Store,
+        clock: Clock,
         *,
         max_rows: int,
         max_wait_ms: float,
@@ -57,6 +59,7 @@ class Writer:
         on_commit: Callable[[bool], None],
     ) -> None:
         self._store = store
+        self._clock = clock
         self._max_rows = max_rows
         self._max_wait_s = max_wait_ms / 1000
         # None is the stop marker: everything queued before it is still committed.
@@ -128,7 +131,7 @@ class Writer:
         await self._queue.put(None)
 
     async def _commit(self, batch: list[_Work]) -> None:
-        merged = WriteBatch()
+        merged = WriteBatch(now_ms=self._clock.now_ms())
         for work in batch:
             merged.events.extend(work.events)
             merged.rule_events.extend(work.rule_events)

@@ -16,7 +16,10 @@ from meshes_gateway.storage.records import (
     Attempt,
     Claimed,
     Connection,
+    Delivery,
+    DeliveryFilter,
     Event,
+    EventFilter,
     IdempotencyRecord,
     Page,
     PublishableKey,
@@ -102,6 +105,28 @@ class Store(Protocol):
     async def get_event(self, event_id: str) -> Event | None: ...
     async def rule_events_of(self, event_ids: Sequence[str]) -> list[RuleEvent]: ...
     async def attempts_of(self, rule_event_id: str) -> list[Attempt]: ...
+    async def list_events(self, f: EventFilter, limit: int, after: str | None) -> Page:
+        """Events newest first (records: `Event` without payload)."""
+
+    async def list_deliveries(self, f: DeliveryFilter, limit: int, after: str | None) -> Page:
+        """Rule events newest first (records: `Delivery`)."""
+
+    async def get_delivery(self, rule_event_id: str) -> Delivery | None: ...
+    async def get_events(self, event_ids: Sequence[str]) -> list[Event]: ...
+    async def requeue(self, rule_event_ids: Sequence[str], now_ms: int) -> list[str]:
+        """Settled deliveries back to pending (manual); returns the ids queued."""
+
+    async def requeue_failed(
+        self, f: DeliveryFilter, now_ms: int, limit: int
+    ) -> tuple[int, str | None]:
+        """One batch of a bulk replay of failed deliveries: (queued, last id)."""
+
+    async def disable_connections(self, reasons: dict[str, str], now_ms: int) -> None:
+        """Disable connections; their pending deliveries become failed."""
+
+    async def failing_connections(self, since_before_ms: int) -> list[str]:
+        """Active connections whose failing streak started at or before the given time."""
+
     async def purge_idempotency(self, before_ms: int) -> int: ...
     async def purge_history(self, before_ms: int, limit: int) -> int:
         """Delete up to `limit` settled events created before `before_ms`, with their deliveries."""

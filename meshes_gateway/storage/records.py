@@ -51,6 +51,7 @@ class Connection(Record):
     created_by: str
     created_at_ms: int
     updated_at_ms: int
+    failing_since_ms: int | None = None
 
 
 class Rule(Record):
@@ -80,6 +81,11 @@ class Event(Record):
     payload: bytes
     created_by: str
     created_at_ms: int
+    status: RuleEventStatus = "pending"
+    total_rules: int = 0
+    completed_count: int = 0
+    failed_count: int = 0
+    completed_at_ms: int | None = None
 
 
 class RuleEvent(Record):
@@ -97,6 +103,8 @@ class RuleEvent(Record):
     started_at_ms: int | None
     completed_at_ms: int | None
     created_at_ms: int
+    trigger: Trigger = "scheduled"
+    schedule_attempts: int = 0
 
 
 class IdempotencyRecord(Record):
@@ -127,6 +135,10 @@ class Outcome(Record):
     """A delivery's new state after an attempt, written together with the attempt."""
 
     rule_event_id: str
+    event_id: str
+    connection_id: str
+    # Whether the endpoint answered 2xx; None when no request was made (refused).
+    endpoint_ok: bool | None
     status: RuleEventStatus
     next_attempt_at_ms: int | None
     last_error: str | None
@@ -143,6 +155,8 @@ class Claimed(Record):
     rule_id: str
     connection_id: str
     attempt_count: int
+    schedule_attempts: int
+    trigger: Trigger
     event: str
     resource: str | None
     resource_id: str | None
@@ -158,6 +172,42 @@ class WriteBatch(Record):
     idempotency: list[IdempotencyRecord] = msgspec.field(default_factory=list)
     outcomes: list[Outcome] = msgspec.field(default_factory=list)
     disable_connections: dict[str, str] = msgspec.field(default_factory=dict)
+    now_ms: int = 0
+
+
+class EventFilter(Record):
+    """Filters of an event listing; `after`/`before` are id bounds (ids sort by time)."""
+
+    workspace_id: str | None = None
+    event: str | None = None
+    status: str | None = None
+    resource: str | None = None
+    resource_id: str | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+
+
+class DeliveryFilter(Record):
+    """Filters of a rule-event listing."""
+
+    id: str | None = None
+    workspace_id: str | None = None
+    status: str | None = None
+    connection_id: str | None = None
+    rule_id: str | None = None
+    event_id: str | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+
+
+class Delivery(Record):
+    """A rule event with what its listing shows of its event."""
+
+    rule_event: RuleEvent
+    event: str
+    resource: str | None
+    resource_id: str | None
+    created_by: str
 
 
 class Page(Record):

@@ -32,7 +32,13 @@ async def test_old_settled_history_is_purged_but_owed_work_is_kept(
     _, owed = await api.emit(key, {"event": "invoice.paid", "payload": {}})
     await api.event_when(owed["event"]["id"], lambda e: e["rule_events"][0]["attempt_count"] == 1)
 
-    maintenance = Maintenance(api.gateway.store, clock, idempotency_ttl_s=86_400, retention_days=30)
+    maintenance = Maintenance(
+        api.gateway.store,
+        clock,
+        idempotency_ttl_s=86_400,
+        retention_days=30,
+        disable_after_s=100 * 86_400,  # not under test here
+    )
     clock.advance(29 * 86_400)
     assert await maintenance.tick() == 0
     clock.advance(2 * 86_400)

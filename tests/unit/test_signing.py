@@ -23,6 +23,8 @@ def delivery() -> Claimed:
         rule_id="018f0000-0000-7000-8000-000000000004",
         connection_id="018f0000-0000-7000-8000-000000000005",
         attempt_count=0,
+        schedule_attempts=0,
+        trigger="scheduled",
         event="invoice.paid",
         resource=None,
         resource_id=None,

@@ -25,7 +25,10 @@ from meshes_gateway.storage.records import (
     Attempt,
     Claimed,
     Connection,
+    Delivery,
+    DeliveryFilter,
     Event,
+    EventFilter,
     IdempotencyRecord,
     Page,
     PublishableKey,
@@ -43,17 +46,42 @@ _WORKSPACE_COLS = "id, name, description, created_at_ms, updated_at_ms"
 _PUBKEY_COLS = "id, workspace_id, name, prefix, digest, created_at_ms, revoked_at_ms"
 _CONNECTION_COLS = (
     "id, workspace_id, type, name, metadata, secrets_enc, active, inactive_reason, hidden,"
-    " created_by, created_at_ms, updated_at_ms"
+    " created_by, created_at_ms, updated_at_ms, failing_since_ms"
 )
 _RULE_COLS = (
     "id, workspace_id, connection_id, event, resource, resource_id, type, metadata, active,"
     " hidden, created_by, created_at_ms, updated_at_ms"
 )
-_EVENT_COLS = "id, workspace_id, event, resource, resource_id, payload, created_by, created_at_ms"
+_EVENT_COLS = (
+    "id, workspace_id, event, resource, resource_id, payload, created_by, created_at_ms,"
+    " status, total_rules, completed_count, failed_count, completed_at_ms"
+)
+# Listings leave the payload out: it can be 256 KiB per row.
+_EVENT_LIST_COLS = _EVENT_COLS.replace("payload", "x''")
 _RULE_EVENT_COLS = (
     "id, event_id, workspace_id, rule_id, connection_id, status, attempt_count,"
-    " next_attempt_at_ms, last_error, started_at_ms, completed_at_ms, created_at_ms"
+    " next_attempt_at_ms, last_error, started_at_ms, completed_at_ms, created_at_ms,"
+    " trigger, schedule_attempts"
 )
+# An event's aggregate status from its rule events, for the events in `a`.
+_REFRESH_EVENTS = """
+UPDATE events SET
+  status = CASE
+    WHEN a.c = a.n THEN 'completed'
+    WHEN a.c + a.f = a.n THEN 'failed'
+    WHEN a.fresh = a.n THEN 'pending'
+    ELSE 'processing' END,
+  completed_count = a.c,
+  failed_count = a.f,
+  completed_at_ms = CASE WHEN a.c + a.f = a.n THEN a.done END
+FROM (
+  SELECT event_id, count(*) AS n, sum(status = 'completed') AS c, sum(status = 'failed') AS f,
+         sum(status = 'pending' AND attempt_count = 0) AS fresh, max(completed_at_ms) AS done
+  FROM rule_events WHERE event_id IN ({marks}) GROUP BY event_id
+) AS a
+WHERE events.id = a.event_id
+"""
+_CHUNK = 500
 _ATTEMPT_COLS = (
     "id, rule_event_id, attempted_at_ms, duration_ms, status_code, error, response_excerpt, trigger"
 )
@@ -91,6 +119,7 @@ def _connection(row: sqlite3.Row) -> Connection:
         created_by=row[9],
         created_at_ms=row[10],
         updated_at_ms=row[11],
+        failing_since_ms=row[12],
     )
 
 
@@ -122,6 +151,11 @@ def _event(row: sqlite3.Row) -> Event:
         payload=row[5],
         created_by=row[6],
         created_at_ms=row[7],
+        status=row[8],
+        total_rules=row[9],
+        completed_count=row[10],
+        failed_count=row[11],
+        completed_at_ms=row[12],
     )
 
 
@@ -139,6 +173,8 @@ def _rule_event(row: sqlite3.Row) -> RuleEvent:
         started_at_ms=row[9],
         completed_at_ms=row[10],
         created_at_ms=row[11],
+        trigger=row[12],
+        schedule_attempts=row[13],
     )
 
 
@@ -164,6 +200,40 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
         handle.close()
         raise StoreError(f"{path.parent} is in use by another gateway process") from None
     return handle
+
+
+def _id_range(
+    lower: str | None, upper: str | None, cursor: str | None, column: str
+) -> tuple[list[str], list[Any]]:
+    """Conditions for `lower <= id < upper` and `id < cursor` (ids sort by creation time)."""
+    conds: list[str] = []
+    params: list[Any] = []
+    if lower is not None:
+        conds.append(f"{column} >= ?")
+        params.append(lower)
+    bounds = [b for b in (upper, cursor) if b is not None]
+    if bounds:
+        conds.append(f"{column} < ?")
+        params.append(min(bounds))
+    return conds, params
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    re_ = _rule_event(row)
+    return Delivery(
+        rule_event=re_,
+        event=row[14],
+        resource=row[15],
+        resource_id=row[16],
+        created_by=row[17],
+    )
+
+
+async def _refresh_events(conn: aiosqlite.Connection, event_ids: list[str]) -> None:
+    """Recompute the stored status and counts of these events from their rule events."""
+    for start in range(0, len(event_ids), _CHUNK):
+        chunk = event_ids[start : start + _CHUNK]
+        await conn.execute(_REFRESH_EVENTS.format(marks=_marks(len(chunk))), chunk)
 
 
 def _marks(count: int) -> str:
@@ -364,13 +434,14 @@ class SqliteStore:
         row = list(msgspec.structs.astuple(connection))
         row[4] = _json_encode(connection.metadata).decode()
         await self._one_write(
-            f"INSERT INTO connections ({_CONNECTION_COLS}) VALUES ({_marks(12)})", row
+            f"INSERT INTO connections ({_CONNECTION_COLS}) VALUES ({_marks(13)})", row
         )
 
     async def update_connection(self, connection: Connection) -> None:
         await self._one_write(
             "UPDATE connections SET name = ?, metadata = ?, secrets_enc = ?, active = ?,"
-            " inactive_reason = ?, hidden = ?, updated_at_ms = ? WHERE id = ?",
+            " inactive_reason = ?, hidden = ?, updated_at_ms = ?, failing_since_ms = ?"
+            " WHERE id = ?",
             (
                 connection.name,
                 _json_encode(connection.metadata).decode(),
@@ -379,6 +450,7 @@ class SqliteStore:
                 connection.inactive_reason,
                 connection.hidden,
                 connection.updated_at_ms,
+                connection.failing_since_ms,
                 connection.id,
             ),
         )
@@ -456,12 +528,12 @@ class SqliteStore:
             async with self._transaction() as conn:
                 if batch.events:
                     await conn.executemany(
-                        f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(8)})",
+                        f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(13)})",
                         [msgspec.structs.astuple(e) for e in batch.events],
                     )
                 if batch.rule_events:
                     await conn.executemany(
-                        f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(12)})",
+                        f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(14)})",
                         [msgspec.structs.astuple(r) for r in batch.rule_events],
                     )
                 if batch.idempotency:
@@ -474,10 +546,7 @@ class SqliteStore:
                 if batch.outcomes:
                     await self._record_outcomes(conn, batch)
                 if batch.disable_connections:
-                    await conn.executemany(
-                        "UPDATE connections SET active = 0, inactive_reason = ? WHERE id = ?",
-                        [(reason, cid) for cid, reason in batch.disable_connections.items()],
-                    )
+                    await self._disable(conn, batch.disable_connections, batch.now_ms)
         except sqlite3.Error as exc:
             raise StoreError(f"write failed: {exc}") from exc
 
@@ -487,6 +556,7 @@ class SqliteStore:
         # out and it was claimed again) must not overwrite the newer claim's state.
         await conn.executemany(
             "UPDATE rule_events SET status = ?, attempt_count = attempt_count + 1,"
+            " schedule_attempts = schedule_attempts + 1, trigger = 'scheduled',"
             " next_attempt_at_ms = ?, last_error = ?, completed_at_ms = ?, lease_until_ms = NULL"
             " WHERE id = ? AND status = 'processing'",
             [
@@ -498,6 +568,39 @@ class SqliteStore:
             f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({_marks(8)})",
             [msgspec.structs.astuple(o.attempt) for o in batch.outcomes],
         )
+        # A connection's failing streak: started by its first failure, ended by a success.
+        streaks: dict[str, int | None] = {}
+        for o in batch.outcomes:
+            if o.endpoint_ok is True:
+                streaks[o.connection_id] = None
+            elif o.endpoint_ok is False and o.connection_id not in streaks:
+                streaks[o.connection_id] = o.attempt.attempted_at_ms
+        if streaks:
+            await conn.executemany(
+                "UPDATE connections SET failing_since_ms ="
+                " CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(failing_since_ms, ?) END"
+                " WHERE id = ?",
+                [(since, since, cid) for cid, since in streaks.items()],
+            )
+        await _refresh_events(conn, list({o.event_id for o in batch.outcomes}))
+
+    @staticmethod
+    async def _disable(conn: aiosqlite.Connection, reasons: dict[str, str], now_ms: int) -> None:
+        """Disable connections and dead-letter their queued deliveries (replayable later)."""
+        await conn.executemany(
+            "UPDATE connections SET active = 0, inactive_reason = ? WHERE id = ?",
+            [(reason, cid) for cid, reason in reasons.items()],
+        )
+        touched: set[str] = set()
+        for cid, reason in reasons.items():
+            rows = await conn.execute_fetchall(
+                "UPDATE rule_events SET status = 'failed', lease_until_ms = NULL,"
+                " completed_at_ms = ?, last_error = ?"
+                " WHERE connection_id = ? AND status = 'pending' RETURNING event_id",
+                (now_ms, f"connection disabled ({reason})", cid),
+            )
+            touched.update(row[0] for row in rows)
+        await _refresh_events(conn, list(touched))
 
     async def claim_due(
         self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
@@ -514,7 +617,7 @@ class SqliteStore:
                         f"  AND connection_id NOT IN ({_marks(len(excluded))})"
                         "   ORDER BY next_attempt_at_ms LIMIT ?)"
                         " RETURNING id, event_id, workspace_id, rule_id, connection_id,"
-                        " attempt_count",
+                        " attempt_count, schedule_attempts, trigger",
                         (lease_until_ms, now_ms, now_ms, *excluded, limit),
                     )
                 )
@@ -544,6 +647,8 @@ class SqliteStore:
                     rule_id=row[3],
                     connection_id=row[4],
                     attempt_count=row[5],
+                    schedule_attempts=row[6],
+                    trigger=row[7],
                     event=ev[1],
                     resource=ev[2],
                     resource_id=ev[3],
@@ -596,6 +701,138 @@ class SqliteStore:
         return await self._one_write(
             "DELETE FROM idempotency_keys WHERE created_at_ms < ?", (before_ms,)
         )
+
+    # -- history listings and replay ---------------------------------------------
+    @staticmethod
+    def events_query(f: EventFilter, limit: int, after: str | None) -> tuple[str, list[Any]]:
+        """The SQL of an event listing (public so tests can check its query plan)."""
+        conds, params = _id_range(f.after_id, f.before_id, after, "id")
+        for column, value in (
+            ("workspace_id", f.workspace_id),
+            ("event", f.event),
+            ("status", f.status),
+            ("resource", f.resource),
+            ("resource_id", f.resource_id),
+        ):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                params.append(value)
+        where = " AND ".join(conds) or "1"
+        sql = f"SELECT {_EVENT_LIST_COLS} FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
+        return sql, [*params, limit + 1]
+
+    async def list_events(self, f: EventFilter, limit: int, after: str | None) -> Page:
+        sql, params = self.events_query(f, limit, after)
+        rows = await self._fetch(sql, params)
+        return _page([_event(r) for r in rows], limit, lambda e: e.id)
+
+    @staticmethod
+    def deliveries_query(f: DeliveryFilter, limit: int, after: str | None) -> tuple[str, list[Any]]:
+        """The SQL of a rule-event listing, joined to its event's name and resource."""
+        conds, params = _id_range(f.after_id, f.before_id, after, "r.id")
+        for column, value in (
+            ("r.workspace_id", f.workspace_id),
+            ("r.status", f.status),
+            ("r.connection_id", f.connection_id),
+            ("r.rule_id", f.rule_id),
+            ("r.event_id", f.event_id),
+            ("r.id", f.id),
+        ):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                params.append(value)
+        where = " AND ".join(conds) or "1"
+        cols = ", ".join("r." + c.strip() for c in _RULE_EVENT_COLS.split(","))
+        sql = (
+            f"SELECT {cols}, e.event, e.resource, e.resource_id, e.created_by"
+            f" FROM rule_events r JOIN events e ON e.id = r.event_id WHERE {where}"
+            " ORDER BY r.id DESC LIMIT ?"
+        )
+        return sql, [*params, limit + 1]
+
+    async def list_deliveries(self, f: DeliveryFilter, limit: int, after: str | None) -> Page:
+        sql, params = self.deliveries_query(f, limit, after)
+        rows = await self._fetch(sql, params)
+        return _page([_delivery(r) for r in rows], limit, lambda d: d.rule_event.id)
+
+    async def get_delivery(self, rule_event_id: str) -> Delivery | None:
+        page = await self.list_deliveries(DeliveryFilter(id=rule_event_id), 1, None)
+        return page.records[0] if page.records else None
+
+    async def requeue(self, rule_event_ids: Sequence[str], now_ms: int) -> list[str]:
+        """Settled deliveries back to pending, due now, next attempt marked manual.
+
+        Pending or in-flight ones are left alone, so a replay never duplicates
+        work already queued. Returns the ids that were queued.
+        """
+        if not rule_event_ids:
+            return []
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
+                " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL,"
+                " lease_until_ms = NULL"
+                f" WHERE id IN ({_marks(len(rule_event_ids))})"
+                " AND status IN ('failed', 'completed') RETURNING id, event_id",
+                (now_ms, *rule_event_ids),
+            )
+            queued = list(rows)
+            await _refresh_events(conn, list({r[1] for r in queued}))
+        return [r[0] for r in queued]
+
+    async def requeue_failed(
+        self, f: DeliveryFilter, now_ms: int, limit: int
+    ) -> tuple[int, str | None]:
+        """One bounded batch of a bulk replay of failed deliveries, in id order.
+
+        Returns (queued, last id seen); pass the last id back as `f.after_id`'s
+        successor to continue, so a delivery that fails again at once is never
+        queued twice by the same bulk replay.
+        """
+        conds, params = _id_range(f.after_id, f.before_id, None, "id")
+        conds.append("status = 'failed'")
+        for column, value in (
+            ("workspace_id", f.workspace_id),
+            ("connection_id", f.connection_id),
+            ("rule_id", f.rule_id),
+        ):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                params.append(value)
+        async with self._transaction() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
+                    " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL"
+                    " WHERE id IN (SELECT id FROM rule_events"
+                    f"  WHERE {' AND '.join(conds)} ORDER BY id LIMIT ?)"
+                    " RETURNING id, event_id",
+                    (now_ms, *params, limit),
+                )
+            )
+            await _refresh_events(conn, list({r[1] for r in rows}))
+        last = max((r[0] for r in rows), default=None)
+        return len(rows), last
+
+    async def disable_connections(self, reasons: dict[str, str], now_ms: int) -> None:
+        async with self._transaction() as conn:
+            await self._disable(conn, reasons, now_ms)
+
+    async def failing_connections(self, since_before_ms: int) -> list[str]:
+        rows = await self._fetch(
+            "SELECT id FROM connections WHERE failing_since_ms <= ? AND active = 1",
+            (since_before_ms,),
+        )
+        return [r[0] for r in rows]
+
+    async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        if not event_ids:
+            return []
+        rows = await self._fetch(
+            f"SELECT {_EVENT_LIST_COLS} FROM events WHERE id IN ({_marks(len(event_ids))})",
+            event_ids,
+        )
+        return [_event(r) for r in rows]
 
     async def purge_history(self, before_ms: int, limit: int) -> int:
         # Events with a delivery still pending or in flight are kept: retention
