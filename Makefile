@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The official Meshes clients' stand-in (tests/compat) needs `jose` from npm.
+COMPAT := tests/compat/node_modules/.installed
 
 .PHONY: run test lint typecheck fmt bench clean
 
@@ -12,10 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(COMPAT): tests/compat/package.json tests/compat/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/compat && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the official-client compatibility test will be skipped"; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/meshes-gateway serve --data-dir ./data
 
-test: $(STAMP)
+test: $(STAMP) $(COMPAT)
 	$(BIN)/ruff check meshes_gateway tests bench
 	$(BIN)/ruff format --check meshes_gateway tests bench
 	$(BIN)/mypy
@@ -36,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.quick
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) data .mypy_cache .pytest_cache .ruff_cache tests/compat/node_modules

@@ -113,6 +113,7 @@ async def _run_services(
         directory=directory,
         writer=writer,
         scheduler=scheduler,
+        sender=sender,
         policy=policy,
         org_id=org_id,
         idempotency=IdempotencyGate(store, clock, settings.idempotency_ttl_s),

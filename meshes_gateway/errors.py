@@ -8,6 +8,7 @@ generic problem+json clients both understand it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class ProblemError(Exception):
     detail: str
     errors: list[FieldError] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    # Extra members of the problem body (e.g. the failed test attempt).
+    extra: dict[str, Any] = field(default_factory=dict)
     status = 500
     title = "Internal Server Error"
     slug = "internal"

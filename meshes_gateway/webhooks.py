@@ -82,8 +82,28 @@ def _auth_headers(auth: WebhookAuth | None) -> list[tuple[str, str]]:
 
 def build_target(connection: Connection, box: SecretBox, now_ms: int) -> Target:
     """The sender's view of a stored connection."""
-    metadata = msgspec.convert(connection.metadata, _StoredMetadata)
-    secrets = unseal(box, connection.secrets_enc)
+    return make_target(
+        connection.id,
+        connection.workspace_id,
+        msgspec.convert(connection.metadata, _StoredMetadata),
+        unseal(box, connection.secrets_enc),
+        now_ms,
+        active=connection.active,
+        inactive_reason=connection.inactive_reason,
+    )
+
+
+def make_target(
+    connection_id: str,
+    workspace_id: str,
+    metadata: WebhookMetadata | _StoredMetadata,
+    secrets: ConnectionSecrets,
+    now_ms: int,
+    *,
+    active: bool = True,
+    inactive_reason: str | None = None,
+) -> Target:
+    """A target from metadata and secrets (also for a connection not saved yet)."""
     signing = [secrets.signing_secret]
     if (
         secrets.previous_signing_secret
@@ -93,16 +113,16 @@ def build_target(connection: Connection, box: SecretBox, now_ms: int) -> Target:
         signing.append(secrets.previous_signing_secret)
     headers = list(metadata.headers.items()) + _auth_headers(secrets.auth)
     return Target(
-        id=connection.id,
-        workspace_id=connection.workspace_id,
+        id=connection_id,
+        workspace_id=workspace_id,
         url=metadata.url,
         method=metadata.method,
         payload_format=metadata.payload_format,
         headers=tuple(headers),
         signing_secrets=tuple(signing),
         timeout_s=metadata.timeout_s,
-        active=connection.active,
-        inactive_reason=connection.inactive_reason,
+        active=active,
+        inactive_reason=inactive_reason,
     )
 
 

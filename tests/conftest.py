@@ -57,6 +57,7 @@ class Receiver:
     server: TestServer
     requests: list[Received] = field(default_factory=list)
     responses: list[int] = field(default_factory=list)
+    default_status: int = 200
     delay_s: float = 0.0
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -72,7 +73,7 @@ class Receiver:
                 Received(request.method, request.path, dict(request.headers), body)
             )
             self._arrived.notify_all()
-        status = self.responses.pop(0) if self.responses else 200
+        status = self.responses.pop(0) if self.responses else self.default_status
         return web.Response(status=status, text="ok" if status < 300 else "nope")
 
     async def wait_for(self, count: int, timeout_s: float = 10.0) -> list[Received]:
@@ -180,6 +181,17 @@ class Api:
             201,
         )
         return conn
+
+    async def count(self, status: str) -> int:
+        """Deliveries in a status, read straight from the store."""
+        return await self.gateway.store.count_rule_events(status)
+
+    async def until(self, check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not await check():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached")
+            await asyncio.sleep(0.02)
 
     async def event_when(
         self, event_id: str, done: Callable[[Any], bool], timeout_s: float = 10.0

@@ -10,6 +10,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+import jwt
 from aiohttp import web
 
 from meshes_gateway.api.http import Handler
@@ -70,10 +71,59 @@ async def publishable_caller(gateway: Gateway, key: str) -> Caller:
     return Caller(created_by="pub_key", workspace_id=workspace_id)
 
 
+JWT_AUDIENCE = "meshes-api"
+JWT_MAX_LIFETIME_S = 60
+# Tolerated clock difference between the client and this server.
+JWT_LEEWAY_S = 5
+
+
+async def machine_token_caller(gateway: Gateway, token: str) -> Caller:
+    """Verify a Meshes machine token: HS256, `kid` = access key, signed with its secret key.
+
+    Expiry is checked against the injected clock (not PyJWT's), and a token
+    may live at most 60 s, as Meshes' own clients mint them per request.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise Unauthorized("malformed bearer token") from None
+    access_key = header.get("kid")
+    if header.get("alg") != "HS256" or not isinstance(access_key, str):
+        raise Unauthorized("bearer token must be HS256 with the access key as `kid`")
+    secret = await _secret_of(gateway, access_key)
+    if secret is None:
+        raise Unauthorized("invalid bearer token")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=JWT_AUDIENCE,
+            issuer=f"urn:meshes:m2m:{access_key}",
+            options={"require": ["exp", "iss", "aud"], "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        raise Unauthorized("invalid bearer token") from None
+    now_s = gateway.clock.now_ms() / 1000
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or exp <= now_s - JWT_LEEWAY_S:
+        raise Unauthorized("bearer token expired")
+    if exp > now_s + JWT_MAX_LIFETIME_S + JWT_LEEWAY_S:
+        raise Unauthorized(f"bearer token lives longer than {JWT_MAX_LIFETIME_S} s")
+    iat = claims.get("iat")
+    if iat is not None and (not isinstance(iat, int | float) or iat > now_s + JWT_LEEWAY_S):
+        raise Unauthorized("bearer token issued in the future")
+    if claims.get("org") != gateway.org_id:
+        raise Unauthorized("bearer token is for another organization")
+    return Caller(created_by=access_key)
+
+
 async def management_caller(gateway: Gateway, authorization: str) -> Caller:
     scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return await machine_token_caller(gateway, credentials.strip())
     if scheme.lower() != "basic":
-        raise Unauthorized("use Basic auth with the access key and secret key")
+        raise Unauthorized("use a Meshes machine token (Bearer) or Basic auth")
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):

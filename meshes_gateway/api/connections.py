@@ -16,6 +16,7 @@ from meshes_gateway.api.state import GATEWAY, Gateway
 from meshes_gateway.api.workspaces import load_workspace
 from meshes_gateway.delivery.signing import generate_secret
 from meshes_gateway.delivery.ssrf import UrlRefused, ip_literal
+from meshes_gateway.engine.probe import ProbeResult, probe
 from meshes_gateway.errors import Conflict, FieldError, NotFound, Unprocessable
 from meshes_gateway.ids import is_uuid, new_id, rfc3339
 from meshes_gateway.models import (
@@ -28,6 +29,8 @@ from meshes_gateway.storage.records import Connection
 from meshes_gateway.webhooks import (
     ROTATION_GRACE_MS,
     ConnectionSecrets,
+    build_target,
+    make_target,
     parse_metadata,
     public_metadata,
     seal,
@@ -153,16 +156,26 @@ async def create_connection(request: web.Request) -> web.Response:
     metadata = _metadata(body.metadata)
     await _vet_url(gateway, metadata.url)
     signing_secret = generate_secret()
+    secrets = ConnectionSecrets(signing_secret=signing_secret, auth=metadata.auth)
+    connection_id = new_id()
+    if not metadata.skip_test:
+        target = make_target(connection_id, workspace.id, metadata, secrets, gateway.clock.now_ms())
+        result = await probe(gateway.sender, gateway.clock, target)
+        if not result.ok:
+            raise Unprocessable(
+                "the endpoint did not answer the signed test event with 2xx"
+                " (fix it, or set metadata.skip_test)",
+                errors=[FieldError("/metadata/url", "test event failed")],
+                extra={"attempt": render.attempt(result.attempt)},
+            )
     now = gateway.clock.now_ms()
     connection = Connection(
-        id=new_id(),
+        id=connection_id,
         workspace_id=workspace.id,
         type="webhook",
         name=body.name,
         metadata=public_metadata(metadata),
-        secrets_enc=seal(
-            gateway.box, ConnectionSecrets(signing_secret=signing_secret, auth=metadata.auth)
-        ),
+        secrets_enc=seal(gateway.box, secrets),
         active=True,
         inactive_reason=None,
         hidden=body.hidden,
@@ -262,3 +275,23 @@ async def rotate_secret(request: web.Request) -> web.Response:
             "previous_secret_expires_at": rfc3339(now + ROTATION_GRACE_MS),
         }
     )
+
+
+def probe_answer(result: ProbeResult) -> dict[str, object]:
+    return {
+        "success": result.ok,
+        "event_id": result.event_id,
+        "delivery_id": result.rule_event_id,
+        "attempt": render.attempt(result.attempt),
+    }
+
+
+@routes.post("/api/v1/connections/{connection_id}/test")
+async def test_connection(request: web.Request) -> web.Response:
+    """Send Test Event: one signed sample event, recorded in history as a test."""
+    gateway = request.app[GATEWAY]
+    connection = await load_connection(gateway, request.match_info["connection_id"])
+    # A disabled connection can be tested too: that is how one checks it before re-enabling.
+    target = build_target(connection, gateway.box, gateway.clock.now_ms())
+    result = await probe(gateway.sender, gateway.clock, target, writer=gateway.writer)
+    return json_response(probe_answer(result))

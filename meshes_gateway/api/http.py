@@ -47,7 +47,7 @@ def problem_body(err: ProblemError) -> dict[str, Any]:
     }
     if err.errors:
         body["errors"] = [{"pointer": e.pointer, "reason": e.reason} for e in err.errors]
-    return body
+    return body | err.extra
 
 
 def problem_response(err: ProblemError) -> web.Response:

@@ -7,15 +7,17 @@ from aiohttp import web
 
 from meshes_gateway.api import render
 from meshes_gateway.api.auth import caller_of
-from meshes_gateway.api.connections import load_connection
+from meshes_gateway.api.connections import load_connection, probe_answer
 from meshes_gateway.api.http import json_body, json_response
 from meshes_gateway.api.pagination import envelope, page_params
 from meshes_gateway.api.state import GATEWAY, Gateway
 from meshes_gateway.api.workspaces import load_workspace
+from meshes_gateway.engine.probe import probe
 from meshes_gateway.errors import FieldError, NotFound, Unprocessable
 from meshes_gateway.ids import is_uuid, new_id
 from meshes_gateway.models import RuleCreate
 from meshes_gateway.storage.records import Rule
+from meshes_gateway.webhooks import build_target
 
 _create = msgspec.json.Decoder(RuleCreate)
 # Meshes clients decode these metadata members as strings; anything else breaks them.
@@ -125,3 +127,14 @@ async def delete_rule(request: web.Request) -> web.Response:
             "resource_id": rule.resource_id,
         }
     )
+
+
+@routes.post("/api/v1/rules/{rule_id}/test")
+async def test_rule(request: web.Request) -> web.Response:
+    """Send Test Event through this rule: an event its pattern matches, to its connection."""
+    gateway = request.app[GATEWAY]
+    rule = await load_rule(gateway, request.match_info["rule_id"])
+    connection = await load_connection(gateway, rule.connection_id)
+    target = build_target(connection, gateway.box, gateway.clock.now_ms())
+    result = await probe(gateway.sender, gateway.clock, target, rule=rule, writer=gateway.writer)
+    return json_response(probe_answer(result))

@@ -12,6 +12,7 @@ from meshes_gateway.config import Settings
 from meshes_gateway.delivery.ssrf import AddressPolicy
 from meshes_gateway.engine.directory import Directory
 from meshes_gateway.engine.scheduler import Scheduler
+from meshes_gateway.engine.sender import Sender
 from meshes_gateway.engine.writer import Writer
 from meshes_gateway.secretbox import SecretBox
 from meshes_gateway.storage.base import Store
@@ -26,6 +27,7 @@ class Gateway:
     directory: Directory
     writer: Writer
     scheduler: Scheduler
+    sender: Sender
     policy: AddressPolicy
     org_id: str
     idempotency: IdempotencyGate
