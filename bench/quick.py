@@ -45,6 +45,7 @@ def start_gateway(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "MESHES_ALLOW_HTTP": "1",
         "MESHES_ALLOW_NETWORKS": "127.0.0.0/8",
         "MESHES_LOG_LEVEL": "warning",
+        "MESHES_INGEST_RATE": "0",  # the load generator is one key: no per-key limit
     }
     argv = [sys.executable, "-m", "meshes_gateway", "serve"]
     return subprocess.Popen(_pinned(0, argv), env=env)

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 
 from meshes_gateway.api import connections, health, history, rules, workspaces
 from meshes_gateway.api.auth import auth_middleware
 from meshes_gateway.api.http import problem_middleware
 from meshes_gateway.api.idempotency import IdempotencyGate
 from meshes_gateway.api.ingest import create_bulk, create_event
+from meshes_gateway.api.ratelimit import TokenBuckets
 from meshes_gateway.api.state import GATEWAY, Gateway
 from meshes_gateway.clock import Clock, SystemClock
 from meshes_gateway.config import Settings
@@ -37,9 +40,15 @@ def open_store(settings: Settings) -> Store:
 
 
 def create_app(
-    settings: Settings, clock: Clock | None = None, rng: random.Random | None = None
+    settings: Settings,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> web.Application:
-    """The gateway as an aiohttp app; services start and stop with it."""
+    """The gateway as an aiohttp app; services start and stop with it.
+
+    `clock`, `rng` and `resolver` are for tests (time, jitter, DNS answers).
+    """
     app = web.Application(middlewares=[problem_middleware, auth_middleware])
     app.router.add_post("/api/v1/events", create_event)
     app.router.add_post("/api/v1/events/bulk", create_bulk)
@@ -47,7 +56,7 @@ def create_app(
         app.add_routes(module.routes)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
-        async for _ in _run_services(app, settings, clock or SystemClock(), rng):
+        async for _ in _run_services(app, settings, clock or SystemClock(), rng, resolver):
             yield
 
     app.cleanup_ctx.append(services)
@@ -55,15 +64,20 @@ def create_app(
 
 
 async def _run_services(
-    app: web.Application, settings: Settings, clock: Clock, rng: random.Random | None
+    app: web.Application,
+    settings: Settings,
+    clock: Clock,
+    rng: random.Random | None,
+    resolver: AbstractResolver | None,
 ) -> AsyncIterator[None]:
+    resolver = resolver or DefaultResolver()
     store = open_store(settings)
     await store.open()
     box = SecretBox.load(settings.data_dir, settings.encryption_key)
     org_id = await ensure_organization(store, box, settings, clock)
     policy = AddressPolicy(settings.allow_networks, settings.allow_http)
     directory = Directory(store, box, clock)
-    session = make_session(policy, settings.max_inflight)
+    session = make_session(policy, settings.max_inflight, resolver)
     sender = Sender(
         session,
         policy,
@@ -115,8 +129,10 @@ async def _run_services(
         scheduler=scheduler,
         sender=sender,
         policy=policy,
+        resolver=resolver,
         org_id=org_id,
         idempotency=IdempotencyGate(store, clock, settings.idempotency_ttl_s),
+        rate_limit=TokenBuckets(clock, settings.ingest_rate_per_s, settings.ingest_burst),
     )
     writer_task = asyncio.create_task(writer.run(), name="writer")
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")

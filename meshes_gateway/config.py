@@ -88,6 +88,8 @@ class Settings:
     idempotency_ttl_s: int = 86_400
     shutdown_grace_s: float = 10.0
     disable_after_s: float = 5 * 86_400.0
+    ingest_rate_per_s: float = 1000.0
+    ingest_burst: float = 5000.0
 
     @property
     def sqlite_path(self) -> Path:
@@ -113,7 +115,8 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.removesuffix("_s").removesuffix("_ms").replace("_", "-")
+        base = self.name.removesuffix("_s").removesuffix("_ms").removesuffix("_per")
+        return "--" + base.replace("_", "-")
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -160,6 +163,10 @@ OPTIONS: tuple[Option, ...] = (
         "shutdown_grace_s", "MESHES_SHUTDOWN_GRACE", float, "wait for in-flight sends on stop, s"
     ),
     Option("disable_after_s", "MESHES_DISABLE_AFTER", float, "disable after failing this long, s"),
+    Option(
+        "ingest_rate_per_s", "MESHES_INGEST_RATE", float, "events/s per publishable key (0: off)"
+    ),
+    Option("ingest_burst", "MESHES_INGEST_BURST", float, "burst per publishable key, events"),
 )
 
 

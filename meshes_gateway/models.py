@@ -63,6 +63,16 @@ class WebhookAuth(Body):
     value: HeaderValue | None = None
 
 
+class SigningOptions(Body):
+    """An extra Meshes-style HMAC of the body, besides the Standard Webhooks signature."""
+
+    hmac: Literal["sha256", "sha512"] | None = None
+    header: HeaderName = "X-Meshes-Signature"
+
+
+SigningSecret = Annotated[str, msgspec.Meta(pattern=r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
+
+
 class WebhookMetadata(Body):
     """A webhook connection's `metadata`."""
 
@@ -73,6 +83,9 @@ class WebhookMetadata(Body):
     headers: dict[HeaderName, HeaderValue] = msgspec.field(default_factory=dict)
     timeout_s: TimeoutS | None = None
     skip_test: bool = False
+    signing: SigningOptions | None = None
+    # Bring your own secret (e.g. when moving from another provider); else one is made.
+    signing_secret: SigningSecret | None = None
 
 
 class ConnectionCreate(Body):

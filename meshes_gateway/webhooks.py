@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from meshes_gateway.models import WebhookAuth, WebhookMetadata
+from meshes_gateway.models import SigningOptions, WebhookAuth, WebhookMetadata
 from meshes_gateway.secretbox import SecretBox
 from meshes_gateway.storage.records import Connection
 
@@ -39,6 +39,7 @@ def unseal(box: SecretBox, token: bytes) -> ConnectionSecrets:
 def public_metadata(metadata: WebhookMetadata) -> dict[str, Any]:
     """The metadata as stored and shown: credentials reduced to what identifies them."""
     shown: dict[str, Any] = msgspec.to_builtins(metadata)
+    shown.pop("signing_secret", None)
     auth = metadata.auth or WebhookAuth()
     shown["auth"] = {"type": auth.type}
     if auth.type == "basic" and auth.username is not None:
@@ -67,6 +68,10 @@ class Target:
     timeout_s: float | None
     active: bool
     inactive_reason: str | None
+    hmac_algorithm: str | None = None
+    hmac_header: str = "X-Meshes-Signature"
+    # When the previous signing secret stops signing: the cached target is rebuilt then.
+    expires_at_ms: int | None = None
 
 
 def _auth_headers(auth: WebhookAuth | None) -> list[tuple[str, str]]:
@@ -105,12 +110,15 @@ def make_target(
 ) -> Target:
     """A target from metadata and secrets (also for a connection not saved yet)."""
     signing = [secrets.signing_secret]
+    expires_at_ms = None
     if (
         secrets.previous_signing_secret
         and secrets.previous_expires_at_ms is not None
         and secrets.previous_expires_at_ms > now_ms
     ):
         signing.append(secrets.previous_signing_secret)
+        expires_at_ms = secrets.previous_expires_at_ms
+    options = metadata.signing or SigningOptions()
     headers = list(metadata.headers.items()) + _auth_headers(secrets.auth)
     return Target(
         id=connection_id,
@@ -123,6 +131,9 @@ def make_target(
         timeout_s=metadata.timeout_s,
         active=active,
         inactive_reason=inactive_reason,
+        hmac_algorithm=options.hmac,
+        hmac_header=options.header,
+        expires_at_ms=expires_at_ms,
     )
 
 
@@ -134,3 +145,4 @@ class _StoredMetadata(msgspec.Struct, kw_only=True):
     payload_format: str = "wrapped"
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     timeout_s: float | None = None
+    signing: SigningOptions | None = None

@@ -30,6 +30,7 @@ class Caller:
 
     created_by: str
     workspace_id: str | None = None
+    key_id: str | None = None
 
 
 CALLER = web.RequestKey("caller", Caller)
@@ -68,7 +69,7 @@ async def publishable_caller(gateway: Gateway, key: str) -> Caller:
         raise Unauthorized("invalid publishable key")
     if stored.revoked_at_ms is not None:
         raise Unauthorized("this publishable key has been revoked")
-    return Caller(created_by="pub_key", workspace_id=workspace_id)
+    return Caller(created_by="pub_key", workspace_id=workspace_id, key_id=key_id)
 
 
 JWT_AUDIENCE = "meshes-api"

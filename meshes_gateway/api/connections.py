@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import base64
+import binascii
 
 import msgspec
 from aiohttp import web
@@ -15,7 +15,7 @@ from meshes_gateway.api.pagination import envelope, page_params
 from meshes_gateway.api.state import GATEWAY, Gateway
 from meshes_gateway.api.workspaces import load_workspace
 from meshes_gateway.delivery.signing import generate_secret
-from meshes_gateway.delivery.ssrf import UrlRefused, ip_literal
+from meshes_gateway.delivery.ssrf import UrlRefused, vet_host
 from meshes_gateway.engine.probe import ProbeResult, probe
 from meshes_gateway.errors import Conflict, FieldError, NotFound, Unprocessable
 from meshes_gateway.ids import is_uuid, new_id, rfc3339
@@ -45,7 +45,18 @@ MAX_HEADERS = 5
 # Headers the gateway sets itself; letting a connection override them would
 # break signing or framing.
 _RESERVED_HEADERS = frozenset(
-    {"host", "content-type", "content-length", "transfer-encoding", "connection", "user-agent"}
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+        "accept-encoding",
+        "authorization",  # set through `auth`, so it is encrypted at rest
+        "cookie",
+    }
 )
 
 routes = web.RouteTableDef()
@@ -80,10 +91,31 @@ def _metadata(raw: dict[str, object] | None) -> WebhookMetadata:
         )
     for name in metadata.headers:
         lowered = name.lower()
-        if lowered in _RESERVED_HEADERS or lowered.startswith("webhook-"):
+        if lowered in _RESERVED_HEADERS or lowered.startswith(("webhook-", "x-meshes-")):
             raise Unprocessable(
                 f"header {name!r} is set by the gateway and cannot be overridden",
                 errors=[FieldError(f"/metadata/headers/{name}", "reserved header")],
+            )
+    if metadata.signing is not None:
+        name = metadata.signing.header.lower()
+        if (
+            name in _RESERVED_HEADERS
+            or name.startswith("webhook-")
+            or name in {h.lower() for h in metadata.headers}
+        ):
+            raise Unprocessable(
+                "the HMAC header must not be a reserved or custom header",
+                errors=[FieldError("/metadata/signing/header", "reserved header")],
+            )
+    if metadata.signing_secret is not None:
+        try:
+            key = base64.b64decode(metadata.signing_secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not 24 <= len(key) <= 64:
+            raise Unprocessable(
+                "a signing secret is whsec_ + base64 of 24 to 64 bytes",
+                errors=[FieldError("/metadata/signing_secret", "invalid secret")],
             )
     auth = metadata.auth
     if auth is not None:
@@ -105,24 +137,11 @@ def _metadata(raw: dict[str, object] | None) -> WebhookMetadata:
 async def _vet_url(gateway: Gateway, url: str) -> None:
     """Refuse a URL whose scheme, host or resolved addresses the SSRF policy denies."""
     try:
-        parsed = gateway.policy.check_url(url)
-        host = (parsed.raw_host or "").rstrip(".")
-        if ip_literal(host) is None:
-            addresses = await _resolve(host, parsed.port or 443)
-            gateway.policy.check_resolved(addresses)
+        await vet_host(gateway.policy, gateway.resolver, gateway.policy.check_url(url))
     except UrlRefused as exc:
         raise Unprocessable(
             f"url refused: {exc}", errors=[FieldError("/metadata/url", str(exc))]
         ) from None
-
-
-async def _resolve(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return []
-    return [str(info[4][0]) for info in infos]
 
 
 @routes.get("/api/v1/connections")
@@ -155,7 +174,7 @@ async def create_connection(request: web.Request) -> web.Response:
     workspace = await load_workspace(gateway, body.workspace)
     metadata = _metadata(body.metadata)
     await _vet_url(gateway, metadata.url)
-    signing_secret = generate_secret()
+    signing_secret = metadata.signing_secret or generate_secret()
     secrets = ConnectionSecrets(signing_secret=signing_secret, auth=metadata.auth)
     connection_id = new_id()
     if not metadata.skip_test:
@@ -205,6 +224,11 @@ async def update_connection(request: web.Request) -> web.Response:
     changes: dict[str, object] = {"name": body.name, "updated_at_ms": gateway.clock.now_ms()}
     if body.metadata is not None:
         metadata = _metadata(body.metadata)
+        if metadata.signing_secret is not None:
+            raise Unprocessable(
+                "change the signing secret with POST /connections/{id}/rotate-secret",
+                errors=[FieldError("/metadata/signing_secret", "not updatable")],
+            )
         await _vet_url(gateway, metadata.url)
         secrets = unseal(gateway.box, connection.secrets_enc)
         if metadata.auth is not None:

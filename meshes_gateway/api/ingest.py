@@ -104,7 +104,7 @@ async def _route(
     deliveries: list[RuleEvent] = []
     answers: list[CreatedEvent] = []
     for item, payload in items:
-        event_id = new_id()
+        event_id = new_id(now)
         matched = matching_rules(rules, item.event, item.resource, item.resource_id)
         events.append(
             Event(
@@ -124,7 +124,7 @@ async def _route(
         for rule in matched:
             deliveries.append(
                 RuleEvent(
-                    id=new_id(),
+                    id=new_id(now),
                     event_id=event_id,
                     workspace_id=workspace_id,
                     rule_id=rule.id,
@@ -196,6 +196,8 @@ async def create_event(request: web.Request) -> web.Response:
     async def produce(make_record: _MakeRecord | None) -> Answer:
         item = decode(body, _event_decoder)
         payload = _payload_bytes(item, "")
+        if caller.key_id is not None:
+            gateway.rate_limit.take(caller.key_id, 1)
         workspace_id = await _workspace_for(gateway, caller, item)
         events, deliveries, answers = await _route(
             gateway, workspace_id, [(item, payload)], caller.created_by
@@ -221,6 +223,8 @@ async def create_bulk(request: web.Request) -> web.Response:
                 f"a bulk request carries 1 to {MAX_BULK_EVENTS} events, not {len(raws)}",
                 errors=[FieldError("", f"expected 1 to {MAX_BULK_EVENTS} items")],
             )
+        if caller.key_id is not None:
+            gateway.rate_limit.take(caller.key_id, len(raws))
         accepted, rejected = await _validate_each(gateway, caller, raws)
         if not accepted:
             raise Unprocessable(

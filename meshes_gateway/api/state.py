@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from meshes_gateway.api.idempotency import IdempotencyGate
+from meshes_gateway.api.ratelimit import TokenBuckets
 from meshes_gateway.clock import Clock
 from meshes_gateway.config import Settings
 from meshes_gateway.delivery.ssrf import AddressPolicy
@@ -29,8 +31,11 @@ class Gateway:
     scheduler: Scheduler
     sender: Sender
     policy: AddressPolicy
+    # The DNS resolver behind both the create-time check and the sender's guard.
+    resolver: AbstractResolver
     org_id: str
     idempotency: IdempotencyGate
+    rate_limit: TokenBuckets
     # access key -> secret key, filled on first successful check (saves a decrypt per call)
     api_secrets: dict[str, bytes] = field(default_factory=dict)
 

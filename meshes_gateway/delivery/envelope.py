@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from meshes_gateway import __version__
-from meshes_gateway.delivery.signing import signature_header
+from meshes_gateway.delivery.signing import body_hmac, signature_header
 from meshes_gateway.storage.records import Claimed
 from meshes_gateway.webhooks import Target
 
@@ -56,6 +56,10 @@ def build_request(
                 time_created=delivery.event_created_at_ms,
                 time_sent=now_ms,
             )
+        )
+    if target.hmac_algorithm is not None:
+        headers.append(
+            (target.hmac_header, body_hmac(target.signing_secrets[0], target.hmac_algorithm, body))
         )
     timestamp_s = now_ms // 1000
     headers += [

@@ -35,3 +35,11 @@ def signature_header(secrets_: Sequence[str], msg_id: str, timestamp_s: int, bod
     receiver holding either one verifies.
     """
     return " ".join(sign(s, msg_id, timestamp_s, body) for s in secrets_)
+
+
+def body_hmac(secret: str, algorithm: str, body: bytes) -> str:
+    """Meshes-style signature: `<algorithm>=<hex HMAC of the exact body>`."""
+    digest = hmac.new(
+        _key(secret), body, hashlib.sha512 if algorithm == "sha512" else hashlib.sha256
+    )
+    return f"{algorithm}={digest.hexdigest()}"

@@ -123,8 +123,13 @@ class AddressPolicy:
         if not host:
             raise UrlRefused("the URL has no host")
         literal = ip_literal(host)
-        if literal is not None and self.is_denied(literal):
-            raise UrlRefused("the URL points at a private, loopback or reserved address")
+        if literal is not None:
+            if not _canonical_literal(host):
+                # `2130706433`, `0x7f000001`, `127.1`, `0177.0.0.1`: stacks disagree on
+                # what these mean, so the only safe reading is none at all.
+                raise UrlRefused("write IP addresses in their plain dotted or bracketed form")
+            if self.is_denied(literal):
+                raise UrlRefused("the URL points at a private, loopback or reserved address")
         return url
 
     def check_resolved(self, addresses: Sequence[str]) -> None:
@@ -132,6 +137,14 @@ class AddressPolicy:
             raise UrlRefused("the host does not resolve")
         if any(self.is_denied(a) for a in addresses):
             raise UrlRefused("the host resolves to a private, loopback or reserved address")
+
+
+def _canonical_literal(host: str) -> bool:
+    """True for `a.b.c.d` in plain decimal and for bracketed IPv6."""
+    if ":" in host:
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and str(int(p)) == p for p in parts)
 
 
 def ip_literal(host: str) -> IPAddress | None:
@@ -152,8 +165,20 @@ def ip_literal(host: str) -> IPAddress | None:
         return None
 
 
+async def vet_host(policy: AddressPolicy, resolver: AbstractResolver, url: URL) -> None:
+    """Create-time check: every address the URL's host resolves to must be allowed."""
+    host = (url.raw_host or "").rstrip(".")
+    if ip_literal(host) is not None:
+        return  # checked by `check_url`
+    try:
+        results = await resolver.resolve(host, url.port or 443, socket.AF_UNSPEC)
+    except OSError:
+        results = []
+    policy.check_resolved([r["host"] for r in results])
+
+
 class GuardedResolver(AbstractResolver):
-    """A resolver for the HTTP client that drops denied addresses (resolve-and-pin).
+    """A resolver for the HTTP client that refuses denied addresses (resolve-and-pin).
 
     The connector connects only to what this returns, so an address checked
     here is the address used: there is no second lookup to rebind.
@@ -167,10 +192,12 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        allowed = [r for r in results if not self._policy.is_denied(r["host"])]
-        if not allowed:
-            raise AddressDenied(f"{host} resolves only to denied addresses")
-        return allowed
+        # One denied answer refuses the host: a name that resolves into a private
+        # network is suspect, and falling back to its other addresses would
+        # still send the request somewhere the operator did not approve.
+        if not results or any(self._policy.is_denied(r["host"]) for r in results):
+            raise AddressDenied(f"{host} resolves to a denied address")
+        return results
 
     async def close(self) -> None:
         await self._inner.close()

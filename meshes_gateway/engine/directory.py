@@ -44,6 +44,10 @@ class Directory:
         return rules
 
     async def target(self, connection_id: str) -> Target | None:
+        cached = self._targets.get(connection_id)
+        expires_at_ms = cached.expires_at_ms if cached is not None else None
+        if expires_at_ms is not None and self._clock.now_ms() >= expires_at_ms:
+            del self._targets[connection_id]  # the old signing secret's grace is over
         if connection_id not in self._targets:
             connection = await self._store.get_connection(connection_id)
             self._targets[connection_id] = (

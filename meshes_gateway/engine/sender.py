@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import certifi
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 
 from meshes_gateway.delivery.envelope import build_request
@@ -113,7 +114,9 @@ def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def make_session(policy: AddressPolicy, max_connections: int) -> aiohttp.ClientSession:
+def make_session(
+    policy: AddressPolicy, max_connections: int, resolver: AbstractResolver
+) -> aiohttp.ClientSession:
     """The one client session: guarded resolver, no decompression, no cookies.
 
     The DNS cache holds only answers that already passed the guard, so caching
@@ -124,7 +127,7 @@ def make_session(policy: AddressPolicy, max_connections: int) -> aiohttp.ClientS
     tls = ssl.create_default_context(cafile=certifi.where())
     connector = aiohttp.TCPConnector(
         ssl=tls,
-        resolver=GuardedResolver(policy),
+        resolver=GuardedResolver(policy, resolver),
         limit=max_connections,
         ttl_dns_cache=10,
     )
