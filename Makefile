@@ -42,7 +42,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix meshes_gateway tests bench
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.quick
+	@command -v wrk >/dev/null 2>&1 || { apt-get install -y -qq wrk >/dev/null 2>&1 || echo "wrk not installed: using the Python load generator"; }
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .pytest_cache .ruff_cache tests/compat/node_modules

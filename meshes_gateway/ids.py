@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+import functools
+import random
 import time
 import uuid
 
@@ -21,6 +22,9 @@ class _Uuid7:
     def __init__(self) -> None:
         self._last_ms = -1
         self._seq = 0
+        # Ids are identifiers, not secrets (nothing is authorised by knowing one),
+        # so a fast PRNG seeded from the OS is enough.
+        self._random = random.Random()
 
     def make(self, at_ms: int | None) -> str:
         ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
@@ -32,12 +36,13 @@ class _Uuid7:
             self._seq += 1
             if self._seq > 0xFFF:
                 ms += 1
-                self._seq = secrets.randbits(11)
+                self._seq = self._random.getrandbits(11)
         else:
-            self._seq = secrets.randbits(11)
+            self._seq = self._random.getrandbits(11)
         self._last_ms = ms
-        value = (ms << 80) | (0x7 << 76) | (self._seq << 64) | (0b10 << 62) | secrets.randbits(62)
-        return str(uuid.UUID(int=value))
+        value = (ms << 80) | (0x7 << 76) | (self._seq << 64) | (0b10 << 62)
+        h = f"{value | self._random.getrandbits(62):032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _MAX_BORROW_MS = 10
@@ -63,10 +68,16 @@ def is_uuid(value: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def rfc3339(ms: int) -> str:
     """Milliseconds since the epoch as an RFC 3339 UTC string with millisecond precision."""
-    stamp = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # The formatted second is cached: strftime per answer showed in ingest profiles.
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}{millis:03d}Z"
 
 
 def parse_rfc3339(value: str) -> int:

@@ -54,6 +54,10 @@ def key_prefix(workspace_id: str, key_id: str) -> str:
 
 
 async def publishable_caller(gateway: Gateway, key: str) -> Caller:
+    # A key seen valid before skips parsing and hashing; revocation clears this.
+    known = gateway.directory.verified_key(key)
+    if known is not None:
+        return Caller(created_by="pub_key", workspace_id=known.workspace_id, key_id=known.id)
     match = PUBLISHABLE_KEY.match(key)
     if match is None:
         raise Unauthorized("invalid publishable key")
@@ -69,6 +73,7 @@ async def publishable_caller(gateway: Gateway, key: str) -> Caller:
         raise Unauthorized("invalid publishable key")
     if stored.revoked_at_ms is not None:
         raise Unauthorized("this publishable key has been revoked")
+    gateway.directory.remember_verified(key, stored)
     return Caller(created_by="pub_key", workspace_id=workspace_id, key_id=key_id)
 
 

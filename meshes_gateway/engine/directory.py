@@ -25,6 +25,8 @@ class Directory:
         self._clock = clock
         # Only keys that exist are cached: random key ids must not grow memory.
         self._keys: dict[str, PublishableKey] = {}
+        # Full key strings already verified against their digest (valid keys only).
+        self._verified: dict[str, PublishableKey] = {}
         self._rules: dict[str, list[Rule]] = {}
         self._targets: dict[str, Target | None] = {}
 
@@ -57,9 +59,16 @@ class Directory:
             )
         return self._targets[connection_id]
 
+    def verified_key(self, key: str) -> PublishableKey | None:
+        return self._verified.get(key)
+
+    def remember_verified(self, key: str, record: PublishableKey) -> None:
+        self._verified[key] = record
+
     def forget_keys(self) -> None:
         """Drop cached keys (after a key is issued or revoked)."""
         self._keys.clear()
+        self._verified.clear()
 
     def forget_rules(self, workspace_id: str) -> None:
         self._rules.pop(workspace_id, None)
@@ -69,5 +78,6 @@ class Directory:
 
     def forget_all(self) -> None:
         self._keys.clear()
+        self._verified.clear()
         self._rules.clear()
         self._targets.clear()

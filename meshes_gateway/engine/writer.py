@@ -93,11 +93,14 @@ class Writer:
             raise Unavailable("the gateway is shutting down", headers={"Retry-After": "1"})
         work.done = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._queue.put(work), admit_timeout_s)
-        except TimeoutError:
-            raise Unavailable(
-                "the write pipeline is full; retry shortly", headers={"Retry-After": "1"}
-            ) from None
+            self._queue.put_nowait(work)  # the common case: no task for a wait
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(work), admit_timeout_s)
+            except TimeoutError:
+                raise Unavailable(
+                    "the write pipeline is full; retry shortly", headers={"Retry-After": "1"}
+                ) from None
         await work.done
 
     async def run(self) -> None:

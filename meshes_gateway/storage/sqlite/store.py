@@ -19,6 +19,7 @@ from typing import IO, Any
 import aiosqlite
 import msgspec
 
+from meshes_gateway.ids import uuid7_floor
 from meshes_gateway.storage.base import DuplicateName, StoreError
 from meshes_gateway.storage.records import (
     ApiKey,
@@ -839,10 +840,10 @@ class SqliteStore:
         # must never drop work that is owed (rule events and attempts cascade).
         return await self._one_write(
             "DELETE FROM events WHERE id IN (SELECT e.id FROM events e"
-            " WHERE e.created_at_ms < ? AND NOT EXISTS (SELECT 1 FROM rule_events r"
+            " WHERE e.id < ? AND NOT EXISTS (SELECT 1 FROM rule_events r"
             "   WHERE r.event_id = e.id AND r.status IN ('pending', 'processing'))"
-            " ORDER BY e.created_at_ms LIMIT ?)",
-            (before_ms, limit),
+            " ORDER BY e.id LIMIT ?)",
+            (uuid7_floor(before_ms), limit),
         )
 
     async def count_rule_events(self, status: str) -> int:
