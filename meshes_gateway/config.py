@@ -83,7 +83,7 @@ class Settings:
     response_excerpt_bytes: int = 4096
     batch_max_rows: int = 2000
     batch_max_wait_ms: float = 0.0
-    writer_queue_max: int = 10_000
+    writer_queue_max: int = 2_000
     poll_interval_s: float = 1.0
     idempotency_ttl_s: int = 86_400
     shutdown_grace_s: float = 10.0

@@ -116,11 +116,22 @@ class Scheduler:
         self._backlog = len(claimed) == free
         return len(claimed) - len(over_cap)
 
+    def _connection_done(self, connection_id: str) -> None:
+        """The request to an endpoint is over: its per-connection slot is free again.
+
+        Freed here rather than when the outcome is durable, so a connection's cap
+        counts requests in flight to it, not commits queued behind ingest.
+        """
+        left = self._per_connection[connection_id] - 1
+        if left <= 0:
+            del self._per_connection[connection_id]
+        else:
+            self._per_connection[connection_id] = left
+        if left == self._per_connection_cap - 1 and self._backlog:
+            self._wake.set()  # it was left out of claims while full
+
     def _finished(self, task: asyncio.Task[None]) -> None:
-        delivery = self._tasks.pop(task)
-        self._per_connection[delivery.connection_id] -= 1
-        if self._per_connection[delivery.connection_id] <= 0:
-            del self._per_connection[delivery.connection_id]
+        self._tasks.pop(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery_task_crashed", error=repr(task.exception()))
         # With a backlog, claim again once a quarter of the slots are free: one
@@ -130,15 +141,18 @@ class Scheduler:
             self._wake.set()
 
     async def _deliver(self, delivery: Claimed) -> None:
-        target = await self._directory.target(delivery.connection_id)
-        now = self._clock.now_ms()
-        if target is None or not target.active:
-            reason = "connection deleted" if target is None else "connection inactive"
-            if target is not None and target.inactive_reason:
-                reason += f" ({target.inactive_reason})"
-            result = AttemptResult(None, reason, 0, None, refused=True)
-        else:
-            result = await self._sender.send(target, delivery, now)
+        try:
+            target = await self._directory.target(delivery.connection_id)
+            now = self._clock.now_ms()
+            if target is None or not target.active:
+                reason = "connection deleted" if target is None else "connection inactive"
+                if target is not None and target.inactive_reason:
+                    reason += f" ({target.inactive_reason})"
+                result = AttemptResult(None, reason, 0, None, refused=True)
+            else:
+                result = await self._sender.send(target, delivery, now)
+        finally:
+            self._connection_done(delivery.connection_id)
         done_ms = self._clock.now_ms()
         status, next_at, last_error, disable = decide(
             attempts_before=delivery.schedule_attempts,

@@ -10,6 +10,7 @@ lone request is never held back waiting for company.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,8 +63,14 @@ class Writer:
         self._clock = clock
         self._max_rows = max_rows
         self._max_wait_s = max_wait_ms / 1000
-        # None is the stop marker: everything queued before it is still committed.
-        self._queue: asyncio.Queue[_Work | None] = asyncio.Queue(maxsize=queue_max)
+        self._queue_max = queue_max
+        # Outcomes go first: they are bounded by the sending slots, and a sender
+        # waiting behind a queue of ingest would starve delivery under load.
+        self._outcomes: deque[_Work] = deque()
+        self._ingest: deque[_Work] = deque()
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
         self._on_commit = on_commit
         self._closed = False
         self.batches = 0
@@ -78,60 +85,81 @@ class Writer:
     ) -> None:
         """Write events and their deliveries; returns once they are durable.
 
-        A full queue slows the caller down for up to `admit_timeout_s`, then
-        answers 503 so that a client backs off instead of memory growing.
+        When `queue_max` requests already wait, the caller is held for up to
+        `admit_timeout_s`, then answered 503 so that it backs off instead of
+        memory (and every waiter's latency) growing.
         """
+        self._check_open()
+        if len(self._ingest) >= self._queue_max:
+            await self._admission(admit_timeout_s)
         work = _Work(events=events, rule_events=rule_events, idempotency=idempotency)
-        await self._submit(work, admit_timeout_s)
+        self._ingest.append(work)
+        if len(self._ingest) >= self._queue_max:
+            self._space.clear()
+        await self._enqueued(work)
 
     async def record(self, outcomes: list[Outcome], disable: dict[str, str] | None = None) -> None:
         """Write delivery outcomes (and connections to disable); returns once durable."""
-        await self._submit(_Work(outcomes=outcomes, disable=disable or {}), None)
+        self._check_open()
+        work = _Work(outcomes=outcomes, disable=disable or {})
+        self._outcomes.append(work)
+        await self._enqueued(work)
 
-    async def _submit(self, work: _Work, admit_timeout_s: float | None) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the gateway is shutting down", headers={"Retry-After": "1"})
-        work.done = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(work)  # the common case: no task for a wait
-        except asyncio.QueueFull:
+
+    async def _admission(self, timeout_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(self._ingest) >= self._queue_max:
+            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                await asyncio.wait_for(self._queue.put(work), admit_timeout_s)
+                await asyncio.wait_for(self._space.wait(), max(remaining, 0))
             except TimeoutError:
                 raise Unavailable(
                     "the write pipeline is full; retry shortly", headers={"Retry-After": "1"}
                 ) from None
+            self._check_open()
+
+    async def _enqueued(self, work: _Work) -> None:
+        work.done = asyncio.get_running_loop().create_future()
+        self._ready.set()
         await work.done
 
     async def run(self) -> None:
-        """Commit batches until `stop` has been called and the queue before it is written."""
+        """Commit batches until `stop` has been called and everything queued is written."""
         while await self.tick() >= 0:
             pass
 
     async def tick(self) -> int:
         """Wait for work, commit one batch, resolve its waiters; rows written, or -1 at stop."""
-        first = await self._queue.get()
-        if first is None:
-            return -1
-        batch = [first]
-        rows = first.rows
-        if self._max_wait_s > 0 and self._queue.empty():
+        await self._ready.wait()
+        if self._max_wait_s > 0 and len(self._ingest) + len(self._outcomes) == 1:
             await asyncio.sleep(self._max_wait_s)
-        stop = False
-        while rows < self._max_rows and not self._queue.empty():
-            work = self._queue.get_nowait()
-            if work is None:
-                stop = True
-                break
+        batch: list[_Work] = []
+        rows = 0
+        while self._outcomes:
+            work = self._outcomes.popleft()
             batch.append(work)
             rows += work.rows
+        while self._ingest and rows < self._max_rows:
+            work = self._ingest.popleft()
+            batch.append(work)
+            rows += work.rows
+        if not self._ingest and not self._outcomes and not self._closed:
+            self._ready.clear()
+        if len(self._ingest) < self._queue_max:
+            self._space.set()
+        if not batch:
+            return -1 if self._closed else 0
         await self._commit(batch)
-        return -1 if stop else rows
+        return rows
 
     async def stop(self) -> None:
         """Refuse new work; `run` returns once everything queued so far is committed."""
         self._closed = True
-        await self._queue.put(None)
+        self._ready.set()
+        self._space.set()
 
     async def _commit(self, batch: list[_Work]) -> None:
         merged = WriteBatch(now_ms=self._clock.now_ms())
