@@ -111,6 +111,7 @@ async def _run_services(
         retry_schedule_s=settings.retry_schedule_s,
         rng=rng,
     )
+    writer.handoff = scheduler
     maintenance = Maintenance(
         store,
         clock,

@@ -21,7 +21,7 @@ from meshes_gateway.engine.sender import AttemptResult, Sender
 from meshes_gateway.engine.writer import Writer
 from meshes_gateway.ids import new_id
 from meshes_gateway.storage.base import Store, StoreError
-from meshes_gateway.storage.records import Attempt, Claimed, Outcome
+from meshes_gateway.storage.records import Attempt, Claimed, Event, Outcome, RuleEvent
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +60,8 @@ class Scheduler:
         self._per_connection: Counter[str] = Counter()
         self._backlog = False
         self._stopping = False
+        # Slots promised to deliveries being committed by the writer (see `take`).
+        self._reserved = 0
         self._next_sweep_ms = 0
         self.delivered = 0
         self.failed = 0
@@ -96,7 +98,7 @@ class Scheduler:
 
     async def tick(self) -> int:
         """Claim what fits in the free slots and start sending it; returns how many."""
-        free = self._max_inflight - len(self._tasks)
+        free = self._max_inflight - len(self._tasks) - self._reserved
         if free <= 0 or self._stopping:
             return 0
         now = self._clock.now_ms()
@@ -108,13 +110,76 @@ class Scheduler:
                 over_cap.append(delivery.rule_event_id)
                 continue
             self._per_connection[delivery.connection_id] += 1
-            task = asyncio.create_task(self._deliver(delivery))
-            self._tasks[task] = delivery
-            task.add_done_callback(self._finished)
+            self._spawn(delivery)
         if over_cap:
             await self._store.release(over_cap, now)
         self._backlog = len(claimed) == free
         return len(claimed) - len(over_cap)
+
+    # -- hand-off from the writer: fresh deliveries skip the claim ------------------
+    def take(self, rule_events: list[RuleEvent]) -> list[RuleEvent]:
+        """Reserve slots for deliveries the writer is about to insert, leased to us.
+
+        The writer inserts them as `processing` under our lease and, once the
+        commit is durable, hands them over with `start`: the hot path costs no
+        claim transaction (and no extra fsync). What does not fit stays
+        `pending` for the claim loop. A crash before `start` is covered by the
+        lease like any other claim.
+        """
+        if self._stopping:
+            return []
+        free = self._max_inflight - len(self._tasks) - self._reserved
+        now = self._clock.now_ms()
+        taken = []
+        for re_ in rule_events:
+            if free <= 0:
+                break
+            due = re_.next_attempt_at_ms is not None and re_.next_attempt_at_ms <= now
+            if re_.status != "pending" or not due:
+                continue  # e.g. a test delivery, which its probe sends itself
+            if self._per_connection[re_.connection_id] >= self._per_connection_cap:
+                continue
+            self._per_connection[re_.connection_id] += 1
+            re_.status = "processing"
+            re_.lease_until_ms = now + self._lease_ms
+            re_.started_at_ms = now
+            taken.append(re_)
+            free -= 1
+        self._reserved += len(taken)
+        return taken
+
+    def untake(self, taken: list[RuleEvent]) -> None:
+        """The commit failed: give the reserved slots back."""
+        self._reserved -= len(taken)
+        for re_ in taken:
+            self._connection_done(re_.connection_id)
+
+    def start(self, taken: list[RuleEvent], events: dict[str, Event]) -> None:
+        """The commit holding `taken` is durable: send them."""
+        self._reserved -= len(taken)
+        for re_ in taken:
+            event = events[re_.event_id]
+            delivery = Claimed(
+                rule_event_id=re_.id,
+                event_id=re_.event_id,
+                workspace_id=re_.workspace_id,
+                rule_id=re_.rule_id,
+                connection_id=re_.connection_id,
+                attempt_count=re_.attempt_count,
+                schedule_attempts=re_.schedule_attempts,
+                trigger=re_.trigger,
+                event=event.event,
+                resource=event.resource,
+                resource_id=event.resource_id,
+                payload=event.payload,
+                event_created_at_ms=event.created_at_ms,
+            )
+            self._spawn(delivery)
+
+    def _spawn(self, delivery: Claimed) -> None:
+        task = asyncio.create_task(self._deliver(delivery))
+        self._tasks[task] = delivery
+        task.add_done_callback(self._finished)
 
     def _connection_done(self, connection_id: str) -> None:
         """The request to an endpoint is over: its per-connection slot is free again.

@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -28,6 +29,14 @@ from meshes_gateway.storage.records import (
 )
 
 log = structlog.get_logger(__name__)
+
+
+class Handoff(Protocol):
+    """Who takes fresh deliveries straight from a commit (the scheduler)."""
+
+    def take(self, rule_events: list[RuleEvent]) -> list[RuleEvent]: ...
+    def untake(self, taken: list[RuleEvent]) -> None: ...
+    def start(self, taken: list[RuleEvent], events: dict[str, Event]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -72,6 +81,7 @@ class Writer:
         self._space = asyncio.Event()
         self._space.set()
         self._on_commit = on_commit
+        self.handoff: Handoff | None = None
         self._closed = False
         self.batches = 0
         self.rows = 0
@@ -170,11 +180,16 @@ class Writer:
                 merged.idempotency.append(work.idempotency)
             merged.outcomes.extend(work.outcomes)
             merged.disable_connections.update(work.disable)
+        # Fresh deliveries the scheduler has room for are inserted already leased
+        # to it and handed over after the commit, skipping a claim round trip.
+        taken = self.handoff.take(merged.rule_events) if self.handoff and merged.rule_events else []
         try:
             await self._store.write(merged)
         except Exception as exc:
             # Nobody gets a 2xx for rows that are not durable; senders' rows stay
             # leased and are delivered again once the lease runs out.
+            if taken and self.handoff:
+                self.handoff.untake(taken)
             log.error("group_commit_failed", error=str(exc), requests=len(batch))
             for work in batch:
                 if work.done is not None and not work.done.done():
@@ -187,4 +202,6 @@ class Writer:
         for work in batch:
             if work.done is not None and not work.done.done():
                 work.done.set_result(None)
-        self._on_commit(bool(merged.rule_events))
+        if taken and self.handoff:
+            self.handoff.start(taken, {e.id: e for e in merged.events})
+        self._on_commit(len(taken) < len(merged.rule_events))

@@ -105,6 +105,7 @@ class RuleEvent(Record):
     created_at_ms: int
     trigger: Trigger = "scheduled"
     schedule_attempts: int = 0
+    lease_until_ms: int | None = None
 
 
 class IdempotencyRecord(Record):

@@ -62,7 +62,7 @@ _EVENT_LIST_COLS = _EVENT_COLS.replace("payload", "x''")
 _RULE_EVENT_COLS = (
     "id, event_id, workspace_id, rule_id, connection_id, status, attempt_count,"
     " next_attempt_at_ms, last_error, started_at_ms, completed_at_ms, created_at_ms,"
-    " trigger, schedule_attempts"
+    " trigger, schedule_attempts, lease_until_ms"
 )
 # An event's aggregate status from its rule events, for the events in `a`.
 _REFRESH_EVENTS = """
@@ -176,6 +176,7 @@ def _rule_event(row: sqlite3.Row) -> RuleEvent:
         created_at_ms=row[11],
         trigger=row[12],
         schedule_attempts=row[13],
+        lease_until_ms=row[14],
     )
 
 
@@ -223,10 +224,10 @@ def _delivery(row: sqlite3.Row) -> Delivery:
     re_ = _rule_event(row)
     return Delivery(
         rule_event=re_,
-        event=row[14],
-        resource=row[15],
-        resource_id=row[16],
-        created_by=row[17],
+        event=row[15],
+        resource=row[16],
+        resource_id=row[17],
+        created_by=row[18],
     )
 
 
@@ -534,7 +535,7 @@ class SqliteStore:
                     )
                 if batch.rule_events:
                     await conn.executemany(
-                        f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(14)})",
+                        f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(15)})",
                         [msgspec.structs.astuple(r) for r in batch.rule_events],
                     )
                 if batch.idempotency:
