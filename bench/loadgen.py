@@ -25,7 +25,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         headers[name] = value
     body = open(args.body, "rb").read() if args.body else b"{}"  # noqa: ASYNC230, SIM115
     template = json.loads(body) if args.stamp else None
-    counts = {"ok": 0, "errors": 0}
+    counts = {"ok": 0, "errors": 0, "dropped": 0}
     deadline = time.monotonic() + args.seconds
     connector = aiohttp.TCPConnector(limit=0)
 
@@ -45,15 +45,21 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     async with aiohttp.ClientSession(connector=connector) as session:
         if args.rate:
             # Fixed rate, open loop: a request every 1/rate s whatever the answers do.
+            # At most --concurrency requests outstanding: a send that would pass it
+            # is dropped and counted, so an overloaded gateway shows up as drops
+            # instead of an ever-growing pile of open requests.
             interval = 1 / args.rate
             pending: set[asyncio.Task[None]] = set()
             i = 0
             while time.monotonic() < deadline:
                 await asyncio.sleep(max(0.0, started + i * interval - time.monotonic()))
+                i += 1
+                if len(pending) >= args.concurrency:
+                    counts["dropped"] += 1
+                    continue
                 task = asyncio.create_task(send(session))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
-                i += 1
             if pending:
                 await asyncio.wait(pending)
         else:
@@ -67,6 +73,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     return {
         "requests": counts["ok"],
         "errors": counts["errors"],
+        "dropped": counts["dropped"],
         "seconds": round(elapsed, 3),
         "requests_per_s": round(counts["ok"] / elapsed, 1),
     }

@@ -250,6 +250,7 @@ async def python_load(
     try:
         argv = [sys.executable, "-m", "bench.loadgen", url, "--seconds", str(seconds)]
         argv += ["--body", body_file, "--header", f"X-Meshes-Publishable-Key:{key}"]
+        argv += ["--concurrency", "256"]
         if rate:
             argv += ["--rate", str(rate), "--stamp"]
         proc = await spawn(core, *argv)
@@ -340,6 +341,7 @@ async def e2e(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, Any]:
         half = backlog[len(backlog) // 2 :] or [0]
         return {
             "offered_per_s": args.e2e_rate,
+            "dropped_by_loadgen": sent["dropped"],
             "events_per_s": round(sent["requests"] / elapsed),
             "deliveries_per_s": round(received / elapsed),
             "seconds": round(elapsed, 1),

@@ -7,6 +7,7 @@ delivery it fans out to; nothing is written for a request that is refused.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -63,7 +64,7 @@ class CreatedEvent(msgspec.Struct):
 class BulkResult(msgspec.Struct):
     count: int
     error_count: int
-    records: list[msgspec.Raw]
+    records: list[Any]  # CreatedEvent, or the problem members of a refused record
 
 
 def _payload_bytes(item: EventIn, pointer: str) -> bytes:
@@ -76,12 +77,20 @@ def _payload_bytes(item: EventIn, pointer: str) -> bytes:
     return payload
 
 
+def _key_workspace(caller: Caller, item: EventIn) -> str | None:
+    """A publishable key's workspace (no I/O), or None for management callers."""
+    if caller.workspace_id is None:
+        return None
+    if item.workspace is not None and item.workspace.lower() != caller.workspace_id:
+        raise Forbidden("a publishable key may only emit into its own workspace")
+    return caller.workspace_id
+
+
 async def _workspace_for(gateway: Gateway, caller: Caller, item: EventIn) -> str:
     """The workspace an event goes to: the key's, or the body's for management callers."""
-    if caller.workspace_id is not None:
-        if item.workspace is not None and item.workspace.lower() != caller.workspace_id:
-            raise Forbidden("a publishable key may only emit into its own workspace")
-        return caller.workspace_id
+    own = _key_workspace(caller, item)
+    if own is not None:
+        return own
     if item.workspace is None:
         raise Unprocessable(
             "`workspace` is required when emitting with API credentials",
@@ -235,7 +244,7 @@ async def create_bulk(request: web.Request) -> web.Response:
         by_workspace: dict[str, list[tuple[int, EventIn, bytes]]] = {}
         for index, workspace_id, item, payload in accepted:
             by_workspace.setdefault(workspace_id, []).append((index, item, payload))
-        records: list[msgspec.Raw | None] = [None] * len(raws)
+        records: list[Any] = [None] * len(raws)
         all_events: list[Event] = []
         all_deliveries: list[RuleEvent] = []
         for workspace_id, group in by_workspace.items():
@@ -245,9 +254,9 @@ async def create_bulk(request: web.Request) -> web.Response:
             all_events += events
             all_deliveries += deliveries
             for (index, _, _), created in zip(group, answers, strict=True):
-                records[index] = msgspec.Raw(_encode(created))
+                records[index] = created
         for index, err in rejected:
-            records[index] = msgspec.Raw(_encode({"index": index, **problem_body(err)}))
+            records[index] = {"index": index, **problem_body(err)}
         status = 201 if not rejected else 207
         answer_body = _encode(
             BulkResult(
@@ -278,7 +287,9 @@ async def _validate_each(
                 err = field_error(exc, prefix=f"/{index}")
                 raise Unprocessable(err.reason, errors=[err]) from None
             payload = _payload_bytes(item, f"/{index}")
-            workspace_id = await _workspace_for(gateway, caller, item)
+            workspace_id = _key_workspace(caller, item) or await _workspace_for(
+                gateway, caller, item
+            )
         except ProblemError as err:
             rejected.append((index, err))
             continue

@@ -10,6 +10,7 @@ import aiohttp
 import certifi
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
+from yarl import URL
 
 from meshes_gateway.delivery.envelope import build_request
 from meshes_gateway.delivery.ssrf import (
@@ -53,23 +54,23 @@ class Sender:
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._excerpt_bytes = excerpt_bytes
+        self._vetted: dict[str, URL | str] = {}
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     async def send(self, target: Target, delivery: Claimed, now_ms: int) -> AttemptResult:
         """Make one attempt; never raises for anything the endpoint or network does."""
         started = time.perf_counter()
-        try:
-            url = self._policy.check_url(target.url)
-        except UrlRefused as exc:
-            return AttemptResult(None, f"refused: {exc}", 0, None, refused=True)
-        literal = ip_literal(url.raw_host or "")
-        if literal is not None and self._policy.is_denied(literal):
-            # IP literals never reach the resolver, so they are checked here.
-            return AttemptResult(None, "refused: denied address", 0, None, refused=True)
+        url = self._vetted.get(target.url) or self._vet(target.url)
+        if isinstance(url, str):
+            return AttemptResult(None, url, 0, None, refused=True)
         body, headers = build_request(target, delivery, now_ms)
-        timeout = aiohttp.ClientTimeout(
-            total=target.timeout_s or self._request_timeout_s,
-            sock_connect=self._connect_timeout_s,
-        )
+        timeout = self._timeouts.get(target.timeout_s)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=target.timeout_s or self._request_timeout_s,
+                sock_connect=self._connect_timeout_s,
+            )
+            self._timeouts[target.timeout_s] = timeout
         try:
             async with self._session.request(
                 target.method,
@@ -96,6 +97,22 @@ class Sender:
             return AttemptResult(None, f"{kind}: {exc}"[:500], _elapsed_ms(started), None)
         except OSError as exc:
             return AttemptResult(None, f"network: {exc}"[:500], _elapsed_ms(started), None)
+
+    def _vet(self, raw: str) -> URL | str:
+        """The parsed URL, or why it is refused; remembered, as the policy never changes."""
+        try:
+            url = self._policy.check_url(raw)
+        except UrlRefused as exc:
+            verdict: URL | str = f"refused: {exc}"
+        else:
+            literal = ip_literal(url.raw_host or "")
+            # IP literals never reach the resolver, so they are checked here.
+            denied = literal is not None and self._policy.is_denied(literal)
+            verdict = "refused: denied address" if denied else url
+        if len(self._vetted) > 10_000:
+            self._vetted.clear()
+        self._vetted[raw] = verdict
+        return verdict
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         """Up to `excerpt_bytes` of the body, raw (the session never decompresses)."""
