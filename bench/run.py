@@ -198,6 +198,19 @@ async def route(gw: Gateway, ws: str, url: str, event: str = "*") -> str:
     return str(cid)
 
 
+async def post_bulks(gw: Gateway, key: str, event: str, total: int) -> None:
+    """`total` events in bulk requests of 100, one after the other."""
+    body = [{"event": event, "payload": {"n": i}} for i in range(100)]
+    async with aiohttp.ClientSession() as s:
+        for _ in range(max(1, total // 100)):
+            async with s.post(
+                f"{gw.base}/api/v1/events/bulk",
+                json=body,
+                headers={"X-Meshes-Publishable-Key": key},
+            ) as r:
+                assert r.status == 201, await r.text()
+
+
 async def stats(rx: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as s, s.get(f"{rx}/stats") as r:
         return dict(await r.json())
@@ -359,15 +372,7 @@ async def drain(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, Any
         conn = await route(gw, ws, f"{rx}/hook")
         # Hold sending back: a disabled connection dead-letters what arrives for it.
         await call("PUT", f"{gw.base}/api/v1/connections/{conn}", {"name": "r", "active": False})
-        body = [{"event": "bench.drain", "payload": {"n": i}} for i in range(100)]
-        async with aiohttp.ClientSession() as s:
-            for _ in range(total // 100):
-                async with s.post(
-                    f"{gw.base}/api/v1/events/bulk",
-                    json=body,
-                    headers={"X-Meshes-Publishable-Key": key},
-                ) as r:
-                    assert r.status == 201, await r.text()
+        await post_bulks(gw, key, "bench.drain", total)
         while gw.backlog():
             await asyncio.sleep(0.2)
         rss_backlog = gw.rss_mb()
@@ -413,16 +418,8 @@ async def fanout(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, An
         ws, key = await workspace(gw)
         for n in range(10):
             await route(gw, ws, f"{rx}/hook/{n}")
-        body = [{"event": "bench.fanout", "payload": {"n": i}} for i in range(100)]
         started = time.monotonic()
-        async with aiohttp.ClientSession() as s:
-            for _ in range(events // 100):
-                async with s.post(
-                    f"{gw.base}/api/v1/events/bulk",
-                    json=body,
-                    headers={"X-Meshes-Publishable-Key": key},
-                ) as r:
-                    assert r.status == 201, await r.text()
+        await post_bulks(gw, key, "bench.fanout", events)
         expected = events * 10
         while (await stats(rx))["count"] < expected:
             await asyncio.sleep(0.1)

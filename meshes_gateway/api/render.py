@@ -157,32 +157,18 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-def event(e: Event, rule_events: list[RuleEvent] | None = None) -> dict[str, Any]:
-    """One event with its deliveries; status and counts computed from them."""
-    res = rule_events or []
-    done = [r.completed_at_ms for r in res if r.completed_at_ms is not None]
-    started = [r.started_at_ms for r in res if r.started_at_ms is not None]
-    status = event_status(res)
-    body: dict[str, Any] = {
-        "id": e.id,
-        "type": "event",
-        "workspace": e.workspace_id,
-        "event": e.event,
-        "resource": e.resource,
-        "resource_id": e.resource_id,
+def event(e: Event, rule_events: list[RuleEvent]) -> dict[str, Any]:
+    """One event with its deliveries; status and counts computed from them, live."""
+    done = [r.completed_at_ms for r in rule_events if r.completed_at_ms is not None]
+    started = [r.started_at_ms for r in rule_events if r.started_at_ms is not None]
+    status = event_status(rule_events)
+    settled = done and status in ("completed", "failed") and len(done) == len(rule_events)
+    return event_row(e) | {
         "status": status,
-        "total_rules": len(res),
-        "completed_count": sum(r.status == "completed" for r in res),
-        "failed_count": sum(r.status == "failed" for r in res),
+        "total_rules": len(rule_events),
+        "completed_count": sum(r.status == "completed" for r in rule_events),
+        "failed_count": sum(r.status == "failed" for r in rule_events),
         "started_at": _time(min(started) if started else None),
-        "completed_at": _time(
-            max(done)
-            if done and status in ("completed", "failed") and len(done) == len(res)
-            else None
-        ),
-        "created_by": e.created_by,
-        "created_at": rfc3339(e.created_at_ms),
+        "completed_at": _time(max(done) if settled else None),
+        "rule_events": [rule_event(r, e) for r in rule_events],
     }
-    if rule_events is not None:
-        body["rule_events"] = [rule_event(r, e) for r in rule_events]
-    return body

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -31,6 +31,7 @@ from meshes_gateway.storage.records import (
     Event,
     EventFilter,
     IdempotencyRecord,
+    Outcome,
     Page,
     PublishableKey,
     Rule,
@@ -83,6 +84,7 @@ FROM (
 WHERE events.id = a.event_id
 """
 _CHUNK = 500
+T = TypeVar("T")
 _ATTEMPT_COLS = (
     "id, rule_event_id, attempted_at_ms, duration_ms, status_code, error, response_excerpt, trigger"
 )
@@ -231,11 +233,135 @@ def _delivery(row: sqlite3.Row) -> Delivery:
     )
 
 
-async def _refresh_events(conn: aiosqlite.Connection, event_ids: list[str]) -> None:
+def _refresh_events(db: sqlite3.Connection, event_ids: list[str]) -> None:
     """Recompute the stored status and counts of these events from their rule events."""
     for start in range(0, len(event_ids), _CHUNK):
         chunk = event_ids[start : start + _CHUNK]
-        await conn.execute(_REFRESH_EVENTS.format(marks=_marks(len(chunk))), chunk)
+        db.execute(_REFRESH_EVENTS.format(marks=_marks(len(chunk))), chunk)
+
+
+def _write_batch(db: sqlite3.Connection, batch: WriteBatch) -> None:
+    """Everything one group commit writes (inside `_atomically`'s transaction)."""
+    if batch.events:
+        db.executemany(
+            f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(13)})",
+            [msgspec.structs.astuple(e) for e in batch.events],
+        )
+    if batch.rule_events:
+        db.executemany(
+            f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(15)})",
+            [msgspec.structs.astuple(r) for r in batch.rule_events],
+        )
+    if batch.idempotency:
+        # An expired key may still be on disk until the purge runs: replace it.
+        db.executemany(
+            "INSERT OR REPLACE INTO idempotency_keys (workspace_id, key,"
+            " request_digest, status, body, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            [msgspec.structs.astuple(i) for i in batch.idempotency],
+        )
+    if batch.outcomes:
+        _record_outcomes(db, batch.outcomes)
+    if batch.disable_connections:
+        _disable(db, batch.disable_connections, batch.now_ms)
+
+
+def _record_outcomes(db: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    # Only a row still under our claim moves on: a stale outcome (its lease ran
+    # out and it was claimed again) must not overwrite the newer claim's state.
+    db.executemany(
+        "UPDATE rule_events SET status = ?, attempt_count = attempt_count + 1,"
+        " schedule_attempts = schedule_attempts + 1, trigger = 'scheduled',"
+        " next_attempt_at_ms = ?, last_error = ?, completed_at_ms = ?, lease_until_ms = NULL"
+        " WHERE id = ? AND status = 'processing'",
+        [
+            (o.status, o.next_attempt_at_ms, o.last_error, o.completed_at_ms, o.rule_event_id)
+            for o in outcomes
+        ],
+    )
+    db.executemany(
+        f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({_marks(8)})",
+        [msgspec.structs.astuple(o.attempt) for o in outcomes],
+    )
+    # A connection's failing streak: started by its first failure, ended by a success.
+    streaks: dict[str, int | None] = {}
+    for o in outcomes:
+        if o.endpoint_ok is True:
+            streaks[o.connection_id] = None
+        elif o.endpoint_ok is False and o.connection_id not in streaks:
+            streaks[o.connection_id] = o.attempt.attempted_at_ms
+    if streaks:
+        db.executemany(
+            "UPDATE connections SET failing_since_ms ="
+            " CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(failing_since_ms, ?) END"
+            " WHERE id = ?",
+            [(since, since, cid) for cid, since in streaks.items()],
+        )
+    _refresh_events(db, list({o.event_id for o in outcomes}))
+
+
+def _disable(db: sqlite3.Connection, reasons: dict[str, str], now_ms: int) -> None:
+    """Disable connections and dead-letter their queued deliveries (replayable later)."""
+    db.executemany(
+        "UPDATE connections SET active = 0, inactive_reason = ? WHERE id = ?",
+        [(reason, cid) for cid, reason in reasons.items()],
+    )
+    touched: set[str] = set()
+    for cid, reason in reasons.items():
+        rows = db.execute(
+            "UPDATE rule_events SET status = 'failed', lease_until_ms = NULL,"
+            " completed_at_ms = ?, last_error = ?"
+            " WHERE connection_id = ? AND status = 'pending' RETURNING event_id",
+            (now_ms, f"connection disabled ({reason})", cid),
+        ).fetchall()
+        touched.update(row[0] for row in rows)
+    _refresh_events(db, list(touched))
+
+
+def _claim(
+    db: sqlite3.Connection, now_ms: int, limit: int, lease_until_ms: int, excluded: list[str]
+) -> list[Claimed]:
+    """Lease due pending deliveries and read what the sender needs of their events."""
+    claimed = db.execute(
+        "UPDATE rule_events SET status = 'processing', lease_until_ms = ?,"
+        " started_at_ms = COALESCE(started_at_ms, ?)"
+        " WHERE id IN (SELECT id FROM rule_events"
+        "   WHERE status = 'pending' AND next_attempt_at_ms <= ?"
+        f"  AND connection_id NOT IN ({_marks(len(excluded))})"
+        "   ORDER BY next_attempt_at_ms LIMIT ?)"
+        " RETURNING id, event_id, workspace_id, rule_id, connection_id,"
+        " attempt_count, schedule_attempts, trigger",
+        (lease_until_ms, now_ms, now_ms, *excluded, limit),
+    ).fetchall()
+    if not claimed:
+        return []
+    event_ids = list({row[1] for row in claimed})
+    events = {
+        row[0]: row
+        for row in db.execute(
+            "SELECT id, event, resource, resource_id, payload, created_at_ms FROM events"
+            f" WHERE id IN ({_marks(len(event_ids))})",
+            event_ids,
+        )
+    }
+    return [
+        Claimed(
+            rule_event_id=row[0],
+            event_id=row[1],
+            workspace_id=row[2],
+            rule_id=row[3],
+            connection_id=row[4],
+            attempt_count=row[5],
+            schedule_attempts=row[6],
+            trigger=row[7],
+            event=ev[1],
+            resource=ev[2],
+            resource_id=ev[3],
+            payload=ev[4],
+            event_created_at_ms=ev[5],
+        )
+        for row in claimed
+        if (ev := events.get(row[1])) is not None
+    ]
 
 
 def _marks(count: int) -> str:
@@ -309,18 +435,32 @@ class SqliteStore:
             raise StoreError("store is not open")
         return self._r
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """An IMMEDIATE transaction on the write connection, rolled back on any error."""
-        async with self._write_lock:
-            conn = self._writer
-            await conn.execute("BEGIN IMMEDIATE")
+    async def _atomically(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction on the write connection, in one thread hop.
+
+        A batch is several statements; awaiting each through aiosqlite would cost
+        a round trip to its thread per statement (profiles showed it). aiosqlite
+        has no public way to run a function on its thread, so this is the one
+        place that uses its `_execute` (pinned: aiosqlite < 0.23).
+        """
+
+        def run() -> T:
+            db = self._writer._conn
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                result = fn(db)
             except BaseException:
-                await conn.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
+            db.execute("COMMIT")
+            return result
+
+        async with self._write_lock:
+            try:
+                result: T = await self._writer._execute(run)  # type: ignore[no-untyped-call]
+            except sqlite3.Error as exc:
+                raise StoreError(f"write failed: {exc}") from exc
+            return result
 
     async def _one_write(self, sql: str, params: Iterable[Any]) -> int:
         """One statement in its own transaction; returns the rows it changed."""
@@ -526,149 +666,32 @@ class SqliteStore:
         )
 
     async def write(self, batch: WriteBatch) -> None:
-        try:
-            async with self._transaction() as conn:
-                if batch.events:
-                    await conn.executemany(
-                        f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(13)})",
-                        [msgspec.structs.astuple(e) for e in batch.events],
-                    )
-                if batch.rule_events:
-                    await conn.executemany(
-                        f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(15)})",
-                        [msgspec.structs.astuple(r) for r in batch.rule_events],
-                    )
-                if batch.idempotency:
-                    # An expired key may still be on disk until the purge runs: replace it.
-                    await conn.executemany(
-                        "INSERT OR REPLACE INTO idempotency_keys (workspace_id, key,"
-                        " request_digest, status, body, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                        [msgspec.structs.astuple(i) for i in batch.idempotency],
-                    )
-                if batch.outcomes:
-                    await self._record_outcomes(conn, batch)
-                if batch.disable_connections:
-                    await self._disable(conn, batch.disable_connections, batch.now_ms)
-        except sqlite3.Error as exc:
-            raise StoreError(f"write failed: {exc}") from exc
-
-    @staticmethod
-    async def _record_outcomes(conn: aiosqlite.Connection, batch: WriteBatch) -> None:
-        # Only a row still under our claim moves on: a stale outcome (its lease ran
-        # out and it was claimed again) must not overwrite the newer claim's state.
-        await conn.executemany(
-            "UPDATE rule_events SET status = ?, attempt_count = attempt_count + 1,"
-            " schedule_attempts = schedule_attempts + 1, trigger = 'scheduled',"
-            " next_attempt_at_ms = ?, last_error = ?, completed_at_ms = ?, lease_until_ms = NULL"
-            " WHERE id = ? AND status = 'processing'",
-            [
-                (o.status, o.next_attempt_at_ms, o.last_error, o.completed_at_ms, o.rule_event_id)
-                for o in batch.outcomes
-            ],
-        )
-        await conn.executemany(
-            f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({_marks(8)})",
-            [msgspec.structs.astuple(o.attempt) for o in batch.outcomes],
-        )
-        # A connection's failing streak: started by its first failure, ended by a success.
-        streaks: dict[str, int | None] = {}
-        for o in batch.outcomes:
-            if o.endpoint_ok is True:
-                streaks[o.connection_id] = None
-            elif o.endpoint_ok is False and o.connection_id not in streaks:
-                streaks[o.connection_id] = o.attempt.attempted_at_ms
-        if streaks:
-            await conn.executemany(
-                "UPDATE connections SET failing_since_ms ="
-                " CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(failing_since_ms, ?) END"
-                " WHERE id = ?",
-                [(since, since, cid) for cid, since in streaks.items()],
-            )
-        await _refresh_events(conn, list({o.event_id for o in batch.outcomes}))
-
-    @staticmethod
-    async def _disable(conn: aiosqlite.Connection, reasons: dict[str, str], now_ms: int) -> None:
-        """Disable connections and dead-letter their queued deliveries (replayable later)."""
-        await conn.executemany(
-            "UPDATE connections SET active = 0, inactive_reason = ? WHERE id = ?",
-            [(reason, cid) for cid, reason in reasons.items()],
-        )
-        touched: set[str] = set()
-        for cid, reason in reasons.items():
-            rows = await conn.execute_fetchall(
-                "UPDATE rule_events SET status = 'failed', lease_until_ms = NULL,"
-                " completed_at_ms = ?, last_error = ?"
-                " WHERE connection_id = ? AND status = 'pending' RETURNING event_id",
-                (now_ms, f"connection disabled ({reason})", cid),
-            )
-            touched.update(row[0] for row in rows)
-        await _refresh_events(conn, list(touched))
+        await self._atomically(partial(_write_batch, batch=batch))
 
     async def claim_due(
         self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
     ) -> list[Claimed]:
-        excluded = list(exclude_connections)
-        try:
-            async with self._write_lock:
-                claimed = list(
-                    await self._writer.execute_fetchall(
-                        "UPDATE rule_events SET status = 'processing', lease_until_ms = ?,"
-                        " started_at_ms = COALESCE(started_at_ms, ?)"
-                        " WHERE id IN (SELECT id FROM rule_events"
-                        "   WHERE status = 'pending' AND next_attempt_at_ms <= ?"
-                        f"  AND connection_id NOT IN ({_marks(len(excluded))})"
-                        "   ORDER BY next_attempt_at_ms LIMIT ?)"
-                        " RETURNING id, event_id, workspace_id, rule_id, connection_id,"
-                        " attempt_count, schedule_attempts, trigger",
-                        (lease_until_ms, now_ms, now_ms, *excluded, limit),
-                    )
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"claim failed: {exc}") from exc
-        if not claimed:
-            return []
-        event_ids = list({row[1] for row in claimed})
-        events = {
-            row[0]: row
-            for row in await self._fetch(
-                "SELECT id, event, resource, resource_id, payload, created_at_ms FROM events"
-                f" WHERE id IN ({_marks(len(event_ids))})",
-                event_ids,
+        return await self._atomically(
+            partial(
+                _claim,
+                now_ms=now_ms,
+                limit=limit,
+                lease_until_ms=lease_until_ms,
+                excluded=list(exclude_connections),
             )
-        }
-        out = []
-        for row in claimed:
-            ev = events.get(row[1])
-            if ev is None:  # purged by retention between the two statements
-                continue
-            out.append(
-                Claimed(
-                    rule_event_id=row[0],
-                    event_id=row[1],
-                    workspace_id=row[2],
-                    rule_id=row[3],
-                    connection_id=row[4],
-                    attempt_count=row[5],
-                    schedule_attempts=row[6],
-                    trigger=row[7],
-                    event=ev[1],
-                    resource=ev[2],
-                    resource_id=ev[3],
-                    payload=ev[4],
-                    event_created_at_ms=ev[5],
-                )
-            )
-        return out
+        )
 
     async def release(self, rule_event_ids: Sequence[str], now_ms: int) -> None:
         if not rule_event_ids:
             return
-        async with self._transaction() as conn:
-            await conn.executemany(
+        params = [(now_ms, rid) for rid in rule_event_ids]
+        await self._atomically(
+            lambda db: db.executemany(
                 "UPDATE rule_events SET status = 'pending', lease_until_ms = NULL,"
                 " next_attempt_at_ms = ? WHERE id = ? AND status = 'processing'",
-                [(now_ms, rid) for rid in rule_event_ids],
+                params,
             )
+        )
 
     async def release_expired(self, now_ms: int) -> int:
         return await self._one_write(
@@ -769,18 +792,21 @@ class SqliteStore:
         """
         if not rule_event_ids:
             return []
-        async with self._transaction() as conn:
-            rows = await conn.execute_fetchall(
+        ids = list(rule_event_ids)
+
+        def requeue(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
                 "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
                 " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL,"
                 " lease_until_ms = NULL"
-                f" WHERE id IN ({_marks(len(rule_event_ids))})"
+                f" WHERE id IN ({_marks(len(ids))})"
                 " AND status IN ('failed', 'completed') RETURNING id, event_id",
-                (now_ms, *rule_event_ids),
-            )
-            queued = list(rows)
-            await _refresh_events(conn, list({r[1] for r in queued}))
-        return [r[0] for r in queued]
+                (now_ms, *ids),
+            ).fetchall()
+            _refresh_events(db, list({r[1] for r in rows}))
+            return [r[0] for r in rows]
+
+        return await self._atomically(requeue)
 
     async def requeue_failed(
         self, f: DeliveryFilter, now_ms: int, limit: int
@@ -801,24 +827,25 @@ class SqliteStore:
             if value is not None:
                 conds.append(f"{column} = ?")
                 params.append(value)
-        async with self._transaction() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
-                    " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL"
-                    " WHERE id IN (SELECT id FROM rule_events"
-                    f"  WHERE {' AND '.join(conds)} ORDER BY id LIMIT ?)"
-                    " RETURNING id, event_id",
-                    (now_ms, *params, limit),
-                )
-            )
-            await _refresh_events(conn, list({r[1] for r in rows}))
+        sql = (
+            "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
+            " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL"
+            " WHERE id IN (SELECT id FROM rule_events"
+            f"  WHERE {' AND '.join(conds)} ORDER BY id LIMIT ?)"
+            " RETURNING id, event_id"
+        )
+
+        def requeue(db: sqlite3.Connection) -> list[Any]:
+            rows = db.execute(sql, (now_ms, *params, limit)).fetchall()
+            _refresh_events(db, list({r[1] for r in rows}))
+            return rows
+
+        rows = await self._atomically(requeue)
         last = max((r[0] for r in rows), default=None)
         return len(rows), last
 
     async def disable_connections(self, reasons: dict[str, str], now_ms: int) -> None:
-        async with self._transaction() as conn:
-            await self._disable(conn, reasons, now_ms)
+        await self._atomically(partial(_disable, reasons=reasons, now_ms=now_ms))
 
     async def failing_connections(self, since_before_ms: int) -> list[str]:
         rows = await self._fetch(
