@@ -150,7 +150,7 @@ async def _run_services(
         scheduler_task.cancel()
         await writer.stop()
         await writer_task
-        await store.release(unfinished, clock.now_ms())
+        await store.release(unfinished + scheduler.late_handoffs, clock.now_ms())
         await asyncio.gather(scheduler_task, maintenance_task, return_exceptions=True)
         await session.close()
         await store.close()

@@ -62,6 +62,8 @@ class Scheduler:
         self._stopping = False
         # Slots promised to deliveries being committed by the writer (see `take`).
         self._reserved = 0
+        # Hand-offs whose commit finished after `stop`: not sent, released on shutdown.
+        self.late_handoffs: list[str] = []
         self._next_sweep_ms = 0
         self.delivered = 0
         self.failed = 0
@@ -157,6 +159,11 @@ class Scheduler:
     def start(self, taken: list[RuleEvent], events: dict[str, Event]) -> None:
         """The commit holding `taken` is durable: send them."""
         self._reserved -= len(taken)
+        if self._stopping:
+            self.late_handoffs += [re_.id for re_ in taken]
+            for re_ in taken:
+                self._connection_done(re_.connection_id)
+            return
         for re_ in taken:
             event = events[re_.event_id]
             delivery = Claimed(
