@@ -16,7 +16,7 @@ from meshes_gateway.engine.probe import probe
 from meshes_gateway.errors import FieldError, NotFound, Unprocessable
 from meshes_gateway.ids import is_uuid, new_id
 from meshes_gateway.models import RuleCreate
-from meshes_gateway.storage.records import Rule
+from meshes_gateway.storage.records import Rule, RuleFilter
 from meshes_gateway.webhooks import build_target
 
 _create = msgspec.json.Decoder(RuleCreate)
@@ -50,17 +50,12 @@ def _check_metadata(metadata: dict[str, object]) -> None:
 async def _list(request: web.Request, workspace_id: str | None) -> web.Response:
     gateway = request.app[GATEWAY]
     limit, after = page_params(request)
-    page = await gateway.store.list_rules(workspace_id, None, limit, after)
-    event = request.query.get("event")
-    resource = request.query.get("resource")
-    resource_id = request.query.get("resource_id")
-    page.records = [
-        r
-        for r in page.records
-        if (event is None or r.event == event)
-        and (resource is None or r.resource == resource)
-        and (resource_id is None or r.resource_id == resource_id)
-    ]
+    filters = RuleFilter(
+        event=request.query.get("event"),
+        resource=request.query.get("resource"),
+        resource_id=request.query.get("resource_id"),
+    )
+    page = await gateway.store.list_rules(workspace_id, None, limit, after, filters)
     return json_response(envelope(page, limit, render.rule))
 
 

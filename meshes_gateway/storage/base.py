@@ -25,6 +25,7 @@ from meshes_gateway.storage.records import (
     PublishableKey,
     Rule,
     RuleEvent,
+    RuleFilter,
     Workspace,
     WriteBatch,
 )
@@ -81,7 +82,12 @@ class Store(Protocol):
     async def delete_rule(self, rule_id: str) -> None: ...
     async def get_rule(self, rule_id: str) -> Rule | None: ...
     async def list_rules(
-        self, workspace_id: str | None, connection_id: str | None, limit: int, after: str | None
+        self,
+        workspace_id: str | None,
+        connection_id: str | None,
+        limit: int,
+        after: str | None,
+        f: RuleFilter | None = None,
     ) -> Page: ...
     async def rules_of_workspace(self, workspace_id: str) -> list[Rule]: ...
 

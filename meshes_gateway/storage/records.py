@@ -188,6 +188,14 @@ class EventFilter(Record):
     before_id: str | None = None
 
 
+class RuleFilter(Record):
+    """Meshes' rule-listing filters: exact event pattern, resource, resource id."""
+
+    event: str | None = None
+    resource: str | None = None
+    resource_id: str | None = None
+
+
 class DeliveryFilter(Record):
     """Filters of a rule-event listing."""
 

@@ -217,3 +217,24 @@ async def test_bad_credentials_are_401(api: Api, authorization: str) -> None:
 async def test_health_probes(api: Api) -> None:
     assert (await api.client.get("/healthz")).status == 200
     assert (await api.client.get("/readyz")).status == 200
+
+
+async def test_rule_listing_filters_page_in_storage(api: Api, receiver: Receiver) -> None:
+    ws, _, conn_id, _ = await api.setup_route(receiver.url(), event="invoice.*")
+    for event, resource in (("user.signup", None), ("user.signup", "user"), ("order.*", None)):
+        body = {
+            "workspace": ws,
+            "connection": conn_id,
+            "event": event,
+            "metadata": {"action": "send_webhook"},
+        }
+        if resource:
+            body["resource"] = resource
+        await api.call("POST", "/api/v1/rules", body, 201)
+    signups = await api.call("GET", f"/api/v1/workspaces/{ws}/rules?event=user.signup", expect=200)
+    assert [r["event"] for r in signups["records"]] == ["user.signup", "user.signup"]
+    first = await api.call("GET", "/api/v1/rules?event=user.signup&limit=1", expect=200)
+    assert first["count"] == 1
+    assert first["next_cursor"] is not None  # a full page, not a filtered-down one
+    narrowed = await api.call("GET", "/api/v1/rules?event=user.signup&resource=user", expect=200)
+    assert [r["resource"] for r in narrowed["records"]] == ["user"]

@@ -36,6 +36,7 @@ from meshes_gateway.storage.records import (
     PublishableKey,
     Rule,
     RuleEvent,
+    RuleFilter,
     Workspace,
     WriteBatch,
 )
@@ -630,13 +631,35 @@ class SqliteStore:
         return _rule(rows[0]) if rows else None
 
     async def list_rules(
-        self, workspace_id: str | None, connection_id: str | None, limit: int, after: str | None
+        self,
+        workspace_id: str | None,
+        connection_id: str | None,
+        limit: int,
+        after: str | None,
+        f: RuleFilter | None = None,
     ) -> Page:
+        f = f or RuleFilter()
         rows = await self._fetch(
             f"SELECT {_RULE_COLS} FROM rules WHERE (? IS NULL OR workspace_id = ?)"
             " AND (? IS NULL OR connection_id = ?) AND (? IS NULL OR id < ?)"
+            " AND (? IS NULL OR event = ?) AND (? IS NULL OR resource = ?)"
+            " AND (? IS NULL OR resource_id = ?)"
             " ORDER BY id DESC LIMIT ?",
-            (workspace_id, workspace_id, connection_id, connection_id, after, after, limit + 1),
+            (
+                workspace_id,
+                workspace_id,
+                connection_id,
+                connection_id,
+                after,
+                after,
+                f.event,
+                f.event,
+                f.resource,
+                f.resource,
+                f.resource_id,
+                f.resource_id,
+                limit + 1,
+            ),
         )
         return _page([_rule(r) for r in rows], limit, lambda r: r.id)
 
