@@ -144,6 +144,8 @@ async def test_outcomes_settle_deliveries_and_their_event(store: Store) -> None:
     await store.write(WriteBatch(outcomes=[outcome(a, event.id, "failed")]))
     states = {r.id: r.status for r in await store.rule_events_of([event.id])}
     assert states[a] == "completed"
+    (still,) = (await store.list_events(EventFilter(workspace_id=WS), 10, None)).records
+    assert (still.status, still.completed_count, still.failed_count) == ("failed", 1, 1)
 
 
 async def test_listing_pages_newest_first_without_repeats(store: Store) -> None:

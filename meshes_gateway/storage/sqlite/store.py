@@ -267,18 +267,32 @@ def _write_batch(db: sqlite3.Connection, batch: WriteBatch) -> None:
 
 
 def _record_outcomes(db: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-    # Only a row still under our claim moves on: a stale outcome (its lease ran
-    # out and it was claimed again) must not overwrite the newer claim's state.
-    db.executemany(
-        "UPDATE rule_events SET status = ?, attempt_count = attempt_count + 1,"
-        " schedule_attempts = schedule_attempts + 1, trigger = 'scheduled',"
-        " next_attempt_at_ms = ?, last_error = ?, completed_at_ms = ?, lease_until_ms = NULL"
-        " WHERE id = ? AND status = 'processing'",
-        [
-            (o.status, o.next_attempt_at_ms, o.last_error, o.completed_at_ms, o.rule_event_id)
-            for o in outcomes
-        ],
-    )
+    applied: list[tuple[str, str]] = []
+    for start in range(0, len(outcomes), _CHUNK):
+        chunk = outcomes[start : start + _CHUNK]
+        # Only a row still under our claim moves on: a stale outcome (its lease ran
+        # out and it was claimed again) must not overwrite the newer claim's state.
+        # RETURNING says which rows did move, for the event counters below.
+        applied += db.execute(
+            "UPDATE rule_events SET status = v.column2, attempt_count = attempt_count + 1,"
+            " schedule_attempts = schedule_attempts + 1, trigger = 'scheduled',"
+            " next_attempt_at_ms = v.column3, last_error = v.column4,"
+            " completed_at_ms = v.column5, lease_until_ms = NULL"
+            f" FROM (VALUES {','.join(['(?, ?, ?, ?, ?)'] * len(chunk))}) AS v"
+            " WHERE rule_events.id = v.column1 AND rule_events.status = 'processing'"
+            " RETURNING rule_events.event_id, rule_events.status",
+            [
+                value
+                for o in chunk
+                for value in (
+                    o.rule_event_id,
+                    o.status,
+                    o.next_attempt_at_ms,
+                    o.last_error,
+                    o.completed_at_ms,
+                )
+            ],
+        ).fetchall()
     db.executemany(
         f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({_marks(8)})",
         [msgspec.structs.astuple(o.attempt) for o in outcomes],
@@ -297,7 +311,41 @@ def _record_outcomes(db: sqlite3.Connection, outcomes: list[Outcome]) -> None:
             " WHERE id = ?",
             [(since, since, cid) for cid, since in streaks.items()],
         )
-    _refresh_events(db, list({o.event_id for o in outcomes}))
+    settled_at: dict[str, int] = {}
+    for o in outcomes:
+        if o.completed_at_ms is not None:
+            settled_at[o.event_id] = max(settled_at.get(o.event_id, 0), o.completed_at_ms)
+    _count_outcomes(db, applied, settled_at)
+
+
+def _count_outcomes(
+    db: sqlite3.Connection, applied: list[tuple[str, str]], settled_at: dict[str, int]
+) -> None:
+    """Move the events' counters and status by the deliveries that just settled.
+
+    Incremental on this hot path (an outcome only ever leaves `processing`);
+    the rarer paths that move deliveries backwards (replay, disabling)
+    recompute with `_refresh_events` instead.
+    """
+    deltas: dict[str, list[int]] = {}
+    for event_id, status in applied:
+        delta = deltas.setdefault(event_id, [0, 0])
+        if status == "completed":
+            delta[0] += 1
+        elif status == "failed":
+            delta[1] += 1
+    db.executemany(
+        "UPDATE events SET completed_count = completed_count + ?1,"
+        " failed_count = failed_count + ?2,"
+        " status = CASE"
+        "   WHEN completed_count + ?1 >= total_rules THEN 'completed'"
+        "   WHEN completed_count + failed_count + ?1 + ?2 >= total_rules THEN 'failed'"
+        "   ELSE 'processing' END,"
+        " completed_at_ms = CASE"
+        "   WHEN completed_count + failed_count + ?1 + ?2 >= total_rules THEN ?3 END"
+        " WHERE id = ?4",
+        [(c, f, settled_at.get(event_id), event_id) for event_id, (c, f) in deltas.items()],
+    )
 
 
 def _disable(db: sqlite3.Connection, reasons: dict[str, str], now_ms: int) -> None:
