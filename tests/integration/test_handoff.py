@@ -34,13 +34,20 @@ def fresh(now: int, connection_id: str = "c") -> tuple[RuleEvent, Event]:
     return rule_event, event
 
 
-async def test_emitted_event_is_leased_in_its_own_commit(api: Api, receiver: Receiver) -> None:
-    _, key, _, _ = await api.setup_route(receiver.url())
-    before = await api.gateway.store.count_rule_events("pending")
-    await api.emit(key, {"event": "invoice.paid", "payload": {}})
-    await receiver.wait_for(1)
-    # It never sat in the queue as pending: the scheduler took it at commit time.
-    assert await api.gateway.store.count_rule_events("pending") == before
+async def test_ingested_deliveries_are_leased_in_their_own_commit(
+    api: Api, receiver: Receiver
+) -> None:
+    ws, _, conn, _ = await api.setup_route(receiver.url())
+    rule_event, event = fresh(api.gateway.clock.now_ms(), connection_id=conn)
+    event.id = rule_event.event_id = "0193e000-0000-7000-8000-000000000001"
+    event.workspace_id = rule_event.workspace_id = ws
+    await api.gateway.writer.ingest([event], [rule_event], None)
+    # Written as `processing` under the scheduler's lease, in the ingest transaction:
+    # it never waited as `pending` for a claim.
+    assert rule_event.status == "processing"
+    assert rule_event.lease_until_ms is not None
+    (got,) = await receiver.wait_for(1)
+    assert got.headers["webhook-id"] == rule_event.id
 
 
 async def test_a_handoff_that_lands_after_stop_is_released_not_sent(api: Api) -> None:
