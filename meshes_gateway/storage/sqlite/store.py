@@ -207,6 +207,12 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
     return handle
 
 
+def _equal_to(pairs: Iterable[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
+    """`column = ?` for every filter that is set, with its parameter."""
+    present = [(column, value) for column, value in pairs if value is not None]
+    return [f"{column} = ?" for column, _ in present], [value for _, value in present]
+
+
 def _id_range(
     lower: str | None, upper: str | None, cursor: str | None, column: str
 ) -> tuple[list[str], list[Any]]:
@@ -803,16 +809,17 @@ class SqliteStore:
     def events_query(f: EventFilter, limit: int, after: str | None) -> tuple[str, list[Any]]:
         """The SQL of an event listing (public so tests can check its query plan)."""
         conds, params = _id_range(f.after_id, f.before_id, after, "id")
-        for column, value in (
-            ("workspace_id", f.workspace_id),
-            ("event", f.event),
-            ("status", f.status),
-            ("resource", f.resource),
-            ("resource_id", f.resource_id),
-        ):
-            if value is not None:
-                conds.append(f"{column} = ?")
-                params.append(value)
+        eq_conds, eq_params = _equal_to(
+            (
+                ("workspace_id", f.workspace_id),
+                ("event", f.event),
+                ("status", f.status),
+                ("resource", f.resource),
+                ("resource_id", f.resource_id),
+            )
+        )
+        conds += eq_conds
+        params += eq_params
         where = " AND ".join(conds) or "1"
         sql = f"SELECT {_EVENT_LIST_COLS} FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
         return sql, [*params, limit + 1]
@@ -826,17 +833,18 @@ class SqliteStore:
     def deliveries_query(f: DeliveryFilter, limit: int, after: str | None) -> tuple[str, list[Any]]:
         """The SQL of a rule-event listing, joined to its event's name and resource."""
         conds, params = _id_range(f.after_id, f.before_id, after, "r.id")
-        for column, value in (
-            ("r.workspace_id", f.workspace_id),
-            ("r.status", f.status),
-            ("r.connection_id", f.connection_id),
-            ("r.rule_id", f.rule_id),
-            ("r.event_id", f.event_id),
-            ("r.id", f.id),
-        ):
-            if value is not None:
-                conds.append(f"{column} = ?")
-                params.append(value)
+        eq_conds, eq_params = _equal_to(
+            (
+                ("r.workspace_id", f.workspace_id),
+                ("r.status", f.status),
+                ("r.connection_id", f.connection_id),
+                ("r.rule_id", f.rule_id),
+                ("r.event_id", f.event_id),
+                ("r.id", f.id),
+            )
+        )
+        conds += eq_conds
+        params += eq_params
         where = " AND ".join(conds) or "1"
         cols = ", ".join("r." + c.strip() for c in _RULE_EVENT_COLS.split(","))
         sql = (
@@ -890,14 +898,15 @@ class SqliteStore:
         """
         conds, params = _id_range(f.after_id, f.before_id, None, "id")
         conds.append("status = 'failed'")
-        for column, value in (
-            ("workspace_id", f.workspace_id),
-            ("connection_id", f.connection_id),
-            ("rule_id", f.rule_id),
-        ):
-            if value is not None:
-                conds.append(f"{column} = ?")
-                params.append(value)
+        eq_conds, eq_params = _equal_to(
+            (
+                ("workspace_id", f.workspace_id),
+                ("connection_id", f.connection_id),
+                ("rule_id", f.rule_id),
+            )
+        )
+        conds += eq_conds
+        params += eq_params
         sql = (
             "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
             " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL"
@@ -924,15 +933,6 @@ class SqliteStore:
             (since_before_ms,),
         )
         return [r[0] for r in rows]
-
-    async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
-        if not event_ids:
-            return []
-        rows = await self._fetch(
-            f"SELECT {_EVENT_LIST_COLS} FROM events WHERE id IN ({_marks(len(event_ids))})",
-            event_ids,
-        )
-        return [_event(r) for r in rows]
 
     async def purge_history(self, before_ms: int, limit: int) -> int:
         # Events with a delivery still pending or in flight are kept: retention
