@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +206,3 @@ def _check(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")
-
-
-def option_names() -> Sequence[str]:
-    """Every setting's field name, in table order (for docs and tests)."""
-    return [f.name for f in fields(Settings)]

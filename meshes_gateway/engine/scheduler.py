@@ -65,8 +65,6 @@ class Scheduler:
         # Hand-offs whose commit finished after `stop`: not sent, released on shutdown.
         self.late_handoffs: list[str] = []
         self._next_sweep_ms = 0
-        self.delivered = 0
-        self.failed = 0
 
     @property
     def inflight(self) -> int:
@@ -261,10 +259,7 @@ class Scheduler:
         if disable:
             self._directory.forget_connection(delivery.connection_id)
             log.warning("connection_disabled", connection=delivery.connection_id, reason=disable)
-        if status == "completed":
-            self.delivered += 1
-        elif status == "failed":
-            self.failed += 1
+        if status == "failed":
             log.info(
                 "delivery_failed",
                 rule_event=delivery.rule_event_id,

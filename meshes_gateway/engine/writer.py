@@ -83,8 +83,6 @@ class Writer:
         self._on_commit = on_commit
         self.handoff: Handoff | None = None
         self._closed = False
-        self.batches = 0
-        self.rows = 0
 
     async def ingest(
         self,
@@ -197,8 +195,6 @@ class Writer:
                         Unavailable("storage is unavailable", headers={"Retry-After": "1"})
                     )
             return
-        self.batches += 1
-        self.rows += len(merged.events) + len(merged.rule_events) + len(merged.outcomes)
         for work in batch:
             if work.done is not None and not work.done.done():
                 work.done.set_result(None)

@@ -118,7 +118,6 @@ class Store(Protocol):
         """Rule events newest first (records: `Delivery`)."""
 
     async def get_delivery(self, rule_event_id: str) -> Delivery | None: ...
-    async def get_events(self, event_ids: Sequence[str]) -> list[Event]: ...
     async def requeue(self, rule_event_ids: Sequence[str], now_ms: int) -> list[str]:
         """Settled deliveries back to pending (manual); returns the ids queued."""
 
