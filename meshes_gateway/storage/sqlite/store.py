@@ -20,7 +20,10 @@ import aiosqlite
 import msgspec
 
 from meshes_gateway.ids import uuid7_floor
+from meshes_gateway.storage import queries
+from meshes_gateway.storage import rows as to
 from meshes_gateway.storage.base import DuplicateName, StoreError
+from meshes_gateway.storage.queries import page
 from meshes_gateway.storage.records import (
     ApiKey,
     Attempt,
@@ -40,32 +43,18 @@ from meshes_gateway.storage.records import (
     Workspace,
     WriteBatch,
 )
+from meshes_gateway.storage.rows import (
+    ATTEMPT_COLS,
+    CONNECTION_COLS,
+    EVENT_COLS,
+    PUBKEY_COLS,
+    RULE_COLS,
+    RULE_EVENT_COLS,
+    WORKSPACE_COLS,
+    json_encode,
+)
 from meshes_gateway.storage.sqlite.migrate import migrate
 
-_json_encode = msgspec.json.Encoder().encode
-_json_decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-_WORKSPACE_COLS = "id, name, description, created_at_ms, updated_at_ms"
-_PUBKEY_COLS = "id, workspace_id, name, prefix, digest, created_at_ms, revoked_at_ms"
-_CONNECTION_COLS = (
-    "id, workspace_id, type, name, metadata, secrets_enc, active, inactive_reason, hidden,"
-    " created_by, created_at_ms, updated_at_ms, failing_since_ms"
-)
-_RULE_COLS = (
-    "id, workspace_id, connection_id, event, resource, resource_id, type, metadata, active,"
-    " hidden, created_by, created_at_ms, updated_at_ms"
-)
-_EVENT_COLS = (
-    "id, workspace_id, event, resource, resource_id, payload, created_by, created_at_ms,"
-    " status, total_rules, completed_count, failed_count, completed_at_ms"
-)
-# Listings leave the payload out: it can be 256 KiB per row.
-_EVENT_LIST_COLS = _EVENT_COLS.replace("payload", "x''")
-_RULE_EVENT_COLS = (
-    "id, event_id, workspace_id, rule_id, connection_id, status, attempt_count,"
-    " next_attempt_at_ms, last_error, started_at_ms, completed_at_ms, created_at_ms,"
-    " trigger, schedule_attempts, lease_until_ms"
-)
 # An event's aggregate status from its rule events, for the events in `a`.
 _REFRESH_EVENTS = """
 UPDATE events SET
@@ -86,114 +75,6 @@ WHERE events.id = a.event_id
 """
 _CHUNK = 500
 T = TypeVar("T")
-_ATTEMPT_COLS = (
-    "id, rule_event_id, attempted_at_ms, duration_ms, status_code, error, response_excerpt, trigger"
-)
-
-
-def _workspace(row: sqlite3.Row) -> Workspace:
-    return Workspace(
-        id=row[0], name=row[1], description=row[2], created_at_ms=row[3], updated_at_ms=row[4]
-    )
-
-
-def _pubkey(row: sqlite3.Row) -> PublishableKey:
-    return PublishableKey(
-        id=row[0],
-        workspace_id=row[1],
-        name=row[2],
-        prefix=row[3],
-        digest=row[4],
-        created_at_ms=row[5],
-        revoked_at_ms=row[6],
-    )
-
-
-def _connection(row: sqlite3.Row) -> Connection:
-    return Connection(
-        id=row[0],
-        workspace_id=row[1],
-        type=row[2],
-        name=row[3],
-        metadata=_json_decode(row[4]),
-        secrets_enc=row[5],
-        active=bool(row[6]),
-        inactive_reason=row[7],
-        hidden=bool(row[8]),
-        created_by=row[9],
-        created_at_ms=row[10],
-        updated_at_ms=row[11],
-        failing_since_ms=row[12],
-    )
-
-
-def _rule(row: sqlite3.Row) -> Rule:
-    return Rule(
-        id=row[0],
-        workspace_id=row[1],
-        connection_id=row[2],
-        event=row[3],
-        resource=row[4],
-        resource_id=row[5],
-        type=row[6],
-        metadata=_json_decode(row[7]),
-        active=bool(row[8]),
-        hidden=bool(row[9]),
-        created_by=row[10],
-        created_at_ms=row[11],
-        updated_at_ms=row[12],
-    )
-
-
-def _event(row: sqlite3.Row) -> Event:
-    return Event(
-        id=row[0],
-        workspace_id=row[1],
-        event=row[2],
-        resource=row[3],
-        resource_id=row[4],
-        payload=row[5],
-        created_by=row[6],
-        created_at_ms=row[7],
-        status=row[8],
-        total_rules=row[9],
-        completed_count=row[10],
-        failed_count=row[11],
-        completed_at_ms=row[12],
-    )
-
-
-def _rule_event(row: sqlite3.Row) -> RuleEvent:
-    return RuleEvent(
-        id=row[0],
-        event_id=row[1],
-        workspace_id=row[2],
-        rule_id=row[3],
-        connection_id=row[4],
-        status=row[5],
-        attempt_count=row[6],
-        next_attempt_at_ms=row[7],
-        last_error=row[8],
-        started_at_ms=row[9],
-        completed_at_ms=row[10],
-        created_at_ms=row[11],
-        trigger=row[12],
-        schedule_attempts=row[13],
-        lease_until_ms=row[14],
-    )
-
-
-def _attempt(row: sqlite3.Row) -> Attempt:
-    return Attempt(
-        id=row[0],
-        rule_event_id=row[1],
-        attempted_at_ms=row[2],
-        duration_ms=row[3],
-        status_code=row[4],
-        error=row[5],
-        response_excerpt=row[6],
-        trigger=row[7],
-    )
 
 
 def _exclusive_lock(path: Path) -> IO[bytes]:
@@ -207,39 +88,6 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
     return handle
 
 
-def _equal_to(pairs: Iterable[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
-    """`column = ?` for every filter that is set, with its parameter."""
-    present = [(column, value) for column, value in pairs if value is not None]
-    return [f"{column} = ?" for column, _ in present], [value for _, value in present]
-
-
-def _id_range(
-    lower: str | None, upper: str | None, cursor: str | None, column: str
-) -> tuple[list[str], list[Any]]:
-    """Conditions for `lower <= id < upper` and `id < cursor` (ids sort by creation time)."""
-    conds: list[str] = []
-    params: list[Any] = []
-    if lower is not None:
-        conds.append(f"{column} >= ?")
-        params.append(lower)
-    bounds = [b for b in (upper, cursor) if b is not None]
-    if bounds:
-        conds.append(f"{column} < ?")
-        params.append(min(bounds))
-    return conds, params
-
-
-def _delivery(row: sqlite3.Row) -> Delivery:
-    re_ = _rule_event(row)
-    return Delivery(
-        rule_event=re_,
-        event=row[15],
-        resource=row[16],
-        resource_id=row[17],
-        created_by=row[18],
-    )
-
-
 def _refresh_events(db: sqlite3.Connection, event_ids: list[str]) -> None:
     """Recompute the stored status and counts of these events from their rule events."""
     for start in range(0, len(event_ids), _CHUNK):
@@ -251,12 +99,12 @@ def _write_batch(db: sqlite3.Connection, batch: WriteBatch) -> None:
     """Everything one group commit writes (inside `_atomically`'s transaction)."""
     if batch.events:
         db.executemany(
-            f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_marks(13)})",
+            f"INSERT INTO events ({EVENT_COLS}) VALUES ({_marks(13)})",
             [msgspec.structs.astuple(e) for e in batch.events],
         )
     if batch.rule_events:
         db.executemany(
-            f"INSERT INTO rule_events ({_RULE_EVENT_COLS}) VALUES ({_marks(15)})",
+            f"INSERT INTO rule_events ({RULE_EVENT_COLS}) VALUES ({_marks(15)})",
             [msgspec.structs.astuple(r) for r in batch.rule_events],
         )
     if batch.idempotency:
@@ -300,7 +148,7 @@ def _record_outcomes(db: sqlite3.Connection, outcomes: list[Outcome]) -> None:
             ],
         ).fetchall()
     db.executemany(
-        f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({_marks(8)})",
+        f"INSERT INTO attempts ({ATTEMPT_COLS}) VALUES ({_marks(8)})",
         [msgspec.structs.astuple(o.attempt) for o in outcomes],
     )
     # A connection's failing streak: started by its first failure, ended by a success.
@@ -419,16 +267,12 @@ def _claim(
     ]
 
 
+def _id(record: Any) -> str:
+    return str(record.id)
+
+
 def _marks(count: int) -> str:
     return ",".join("?" * count)
-
-
-def _page(rows: list[Any], limit: int, key: Any) -> Page:
-    """Cut a `limit + 1` fetch into a page; the extra row only says that more exist."""
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return Page(records=rows, next_cursor=key(rows[-1]))
-    return Page(records=rows, next_cursor=None)
 
 
 class SqliteStore:
@@ -570,7 +414,7 @@ class SqliteStore:
     # -- workspaces and publishable keys -----------------------------------------
     async def create_workspace(self, workspace: Workspace) -> None:
         await self._one_write(
-            f"INSERT INTO workspaces ({_WORKSPACE_COLS}) VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO workspaces ({WORKSPACE_COLS}) VALUES (?, ?, ?, ?, ?)",
             msgspec.structs.astuple(workspace),
         )
 
@@ -585,21 +429,19 @@ class SqliteStore:
 
     async def get_workspace(self, workspace_id: str) -> Workspace | None:
         rows = await self._fetch(
-            f"SELECT {_WORKSPACE_COLS} FROM workspaces WHERE id = ?", (workspace_id,)
+            f"SELECT {WORKSPACE_COLS} FROM workspaces WHERE id = ?", (workspace_id,)
         )
-        return _workspace(rows[0]) if rows else None
+        return to.workspace(rows[0]) if rows else None
 
     async def list_workspaces(self, limit: int, after: str | None) -> Page:
-        rows = await self._fetch(
-            f"SELECT {_WORKSPACE_COLS} FROM workspaces WHERE (? IS NULL OR id < ?)"
-            " ORDER BY id DESC LIMIT ?",
-            (after, after, limit + 1),
+        sql, params = queries.newest_first(
+            f"SELECT {WORKSPACE_COLS} FROM workspaces", "id", (), limit, after
         )
-        return _page([_workspace(r) for r in rows], limit, lambda w: w.id)
+        return page([to.workspace(r) for r in await self._fetch(sql, params)], limit, _id)
 
     async def add_publishable_key(self, key: PublishableKey) -> None:
         await self._one_write(
-            f"INSERT INTO publishable_keys ({_PUBKEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO publishable_keys ({PUBKEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             msgspec.structs.astuple(key),
         )
 
@@ -614,24 +456,24 @@ class SqliteStore:
 
     async def get_publishable_key(self, key_id: str) -> PublishableKey | None:
         rows = await self._fetch(
-            f"SELECT {_PUBKEY_COLS} FROM publishable_keys WHERE id = ?", (key_id,)
+            f"SELECT {PUBKEY_COLS} FROM publishable_keys WHERE id = ?", (key_id,)
         )
-        return _pubkey(rows[0]) if rows else None
+        return to.pubkey(rows[0]) if rows else None
 
     async def active_publishable_key(self, workspace_id: str) -> PublishableKey | None:
         rows = await self._fetch(
-            f"SELECT {_PUBKEY_COLS} FROM publishable_keys"
+            f"SELECT {PUBKEY_COLS} FROM publishable_keys"
             " WHERE workspace_id = ? AND revoked_at_ms IS NULL ORDER BY id DESC LIMIT 1",
             (workspace_id,),
         )
-        return _pubkey(rows[0]) if rows else None
+        return to.pubkey(rows[0]) if rows else None
 
     # -- connections and rules ---------------------------------------------------
     async def create_connection(self, connection: Connection) -> None:
         row = list(msgspec.structs.astuple(connection))
-        row[4] = _json_encode(connection.metadata).decode()
+        row[4] = json_encode(connection.metadata).decode()
         await self._one_write(
-            f"INSERT INTO connections ({_CONNECTION_COLS}) VALUES ({_marks(13)})", row
+            f"INSERT INTO connections ({CONNECTION_COLS}) VALUES ({_marks(13)})", row
         )
 
     async def update_connection(self, connection: Connection) -> None:
@@ -641,7 +483,7 @@ class SqliteStore:
             " WHERE id = ?",
             (
                 connection.name,
-                _json_encode(connection.metadata).decode(),
+                json_encode(connection.metadata).decode(),
                 connection.secrets_enc,
                 connection.active,
                 connection.inactive_reason,
@@ -657,32 +499,33 @@ class SqliteStore:
 
     async def get_connection(self, connection_id: str) -> Connection | None:
         rows = await self._fetch(
-            f"SELECT {_CONNECTION_COLS} FROM connections WHERE id = ?", (connection_id,)
+            f"SELECT {CONNECTION_COLS} FROM connections WHERE id = ?", (connection_id,)
         )
-        return _connection(rows[0]) if rows else None
+        return to.connection(rows[0]) if rows else None
 
     async def list_connections(
         self, workspace_id: str | None, limit: int, after: str | None
     ) -> Page:
-        rows = await self._fetch(
-            f"SELECT {_CONNECTION_COLS} FROM connections"
-            " WHERE (? IS NULL OR workspace_id = ?) AND (? IS NULL OR id < ?)"
-            " ORDER BY id DESC LIMIT ?",
-            (workspace_id, workspace_id, after, after, limit + 1),
+        sql, params = queries.newest_first(
+            f"SELECT {CONNECTION_COLS} FROM connections",
+            "id",
+            (("workspace_id", workspace_id),),
+            limit,
+            after,
         )
-        return _page([_connection(r) for r in rows], limit, lambda c: c.id)
+        return page([to.connection(r) for r in await self._fetch(sql, params)], limit, _id)
 
     async def create_rule(self, rule: Rule) -> None:
         row = list(msgspec.structs.astuple(rule))
-        row[7] = _json_encode(rule.metadata).decode()
-        await self._one_write(f"INSERT INTO rules ({_RULE_COLS}) VALUES ({_marks(13)})", row)
+        row[7] = json_encode(rule.metadata).decode()
+        await self._one_write(f"INSERT INTO rules ({RULE_COLS}) VALUES ({_marks(13)})", row)
 
     async def delete_rule(self, rule_id: str) -> None:
         await self._one_write("DELETE FROM rules WHERE id = ?", (rule_id,))
 
     async def get_rule(self, rule_id: str) -> Rule | None:
-        rows = await self._fetch(f"SELECT {_RULE_COLS} FROM rules WHERE id = ?", (rule_id,))
-        return _rule(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {RULE_COLS} FROM rules WHERE id = ?", (rule_id,))
+        return to.rule(rows[0]) if rows else None
 
     async def list_rules(
         self,
@@ -693,35 +536,26 @@ class SqliteStore:
         f: RuleFilter | None = None,
     ) -> Page:
         f = f or RuleFilter()
-        rows = await self._fetch(
-            f"SELECT {_RULE_COLS} FROM rules WHERE (? IS NULL OR workspace_id = ?)"
-            " AND (? IS NULL OR connection_id = ?) AND (? IS NULL OR id < ?)"
-            " AND (? IS NULL OR event = ?) AND (? IS NULL OR resource = ?)"
-            " AND (? IS NULL OR resource_id = ?)"
-            " ORDER BY id DESC LIMIT ?",
+        sql, params = queries.newest_first(
+            f"SELECT {RULE_COLS} FROM rules",
+            "id",
             (
-                workspace_id,
-                workspace_id,
-                connection_id,
-                connection_id,
-                after,
-                after,
-                f.event,
-                f.event,
-                f.resource,
-                f.resource,
-                f.resource_id,
-                f.resource_id,
-                limit + 1,
+                ("workspace_id", workspace_id),
+                ("connection_id", connection_id),
+                ("event", f.event),
+                ("resource", f.resource),
+                ("resource_id", f.resource_id),
             ),
+            limit,
+            after,
         )
-        return _page([_rule(r) for r in rows], limit, lambda r: r.id)
+        return page([to.rule(r) for r in await self._fetch(sql, params)], limit, _id)
 
     async def rules_of_workspace(self, workspace_id: str) -> list[Rule]:
         rows = await self._fetch(
-            f"SELECT {_RULE_COLS} FROM rules WHERE workspace_id = ? ORDER BY id", (workspace_id,)
+            f"SELECT {RULE_COLS} FROM rules WHERE workspace_id = ? ORDER BY id", (workspace_id,)
         )
-        return [_rule(r) for r in rows]
+        return [to.rule(r) for r in rows]
 
     # -- ingest and delivery -----------------------------------------------------
     async def get_idempotency(self, workspace_id: str, key: str) -> IdempotencyRecord | None:
@@ -779,25 +613,25 @@ class SqliteStore:
 
     # -- history -----------------------------------------------------------------
     async def get_event(self, event_id: str) -> Event | None:
-        rows = await self._fetch(f"SELECT {_EVENT_COLS} FROM events WHERE id = ?", (event_id,))
-        return _event(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {EVENT_COLS} FROM events WHERE id = ?", (event_id,))
+        return to.event(rows[0]) if rows else None
 
     async def rule_events_of(self, event_ids: Sequence[str]) -> list[RuleEvent]:
         if not event_ids:
             return []
         rows = await self._fetch(
-            f"SELECT {_RULE_EVENT_COLS} FROM rule_events"
+            f"SELECT {RULE_EVENT_COLS} FROM rule_events"
             f" WHERE event_id IN ({_marks(len(event_ids))}) ORDER BY id",
             event_ids,
         )
-        return [_rule_event(r) for r in rows]
+        return [to.rule_event(r) for r in rows]
 
     async def attempts_of(self, rule_event_id: str) -> list[Attempt]:
         rows = await self._fetch(
-            f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE rule_event_id = ? ORDER BY id",
+            f"SELECT {ATTEMPT_COLS} FROM attempts WHERE rule_event_id = ? ORDER BY id",
             (rule_event_id,),
         )
-        return [_attempt(r) for r in rows]
+        return [to.attempt(r) for r in rows]
 
     async def purge_idempotency(self, before_ms: int) -> int:
         return await self._one_write(
@@ -805,59 +639,18 @@ class SqliteStore:
         )
 
     # -- history listings and replay ---------------------------------------------
-    @staticmethod
-    def events_query(f: EventFilter, limit: int, after: str | None) -> tuple[str, list[Any]]:
-        """The SQL of an event listing (public so tests can check its query plan)."""
-        conds, params = _id_range(f.after_id, f.before_id, after, "id")
-        eq_conds, eq_params = _equal_to(
-            (
-                ("workspace_id", f.workspace_id),
-                ("event", f.event),
-                ("status", f.status),
-                ("resource", f.resource),
-                ("resource_id", f.resource_id),
-            )
-        )
-        conds += eq_conds
-        params += eq_params
-        where = " AND ".join(conds) or "1"
-        sql = f"SELECT {_EVENT_LIST_COLS} FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
-        return sql, [*params, limit + 1]
+    # Public so tests can check their query plans.
+    events_query = staticmethod(queries.events_query)
+    deliveries_query = staticmethod(queries.deliveries_query)
 
     async def list_events(self, f: EventFilter, limit: int, after: str | None) -> Page:
-        sql, params = self.events_query(f, limit, after)
-        rows = await self._fetch(sql, params)
-        return _page([_event(r) for r in rows], limit, lambda e: e.id)
-
-    @staticmethod
-    def deliveries_query(f: DeliveryFilter, limit: int, after: str | None) -> tuple[str, list[Any]]:
-        """The SQL of a rule-event listing, joined to its event's name and resource."""
-        conds, params = _id_range(f.after_id, f.before_id, after, "r.id")
-        eq_conds, eq_params = _equal_to(
-            (
-                ("r.workspace_id", f.workspace_id),
-                ("r.status", f.status),
-                ("r.connection_id", f.connection_id),
-                ("r.rule_id", f.rule_id),
-                ("r.event_id", f.event_id),
-                ("r.id", f.id),
-            )
-        )
-        conds += eq_conds
-        params += eq_params
-        where = " AND ".join(conds) or "1"
-        cols = ", ".join("r." + c.strip() for c in _RULE_EVENT_COLS.split(","))
-        sql = (
-            f"SELECT {cols}, e.event, e.resource, e.resource_id, e.created_by"
-            f" FROM rule_events r JOIN events e ON e.id = r.event_id WHERE {where}"
-            " ORDER BY r.id DESC LIMIT ?"
-        )
-        return sql, [*params, limit + 1]
+        sql, params = queries.events_query(f, limit, after)
+        return page([to.event(r) for r in await self._fetch(sql, params)], limit, _id)
 
     async def list_deliveries(self, f: DeliveryFilter, limit: int, after: str | None) -> Page:
-        sql, params = self.deliveries_query(f, limit, after)
+        sql, params = queries.deliveries_query(f, limit, after)
         rows = await self._fetch(sql, params)
-        return _page([_delivery(r) for r in rows], limit, lambda d: d.rule_event.id)
+        return page([to.delivery(r) for r in rows], limit, lambda d: d.rule_event.id)
 
     async def get_delivery(self, rule_event_id: str) -> Delivery | None:
         page = await self.list_deliveries(DeliveryFilter(id=rule_event_id), 1, None)
@@ -896,27 +689,10 @@ class SqliteStore:
         successor to continue, so a delivery that fails again at once is never
         queued twice by the same bulk replay.
         """
-        conds, params = _id_range(f.after_id, f.before_id, None, "id")
-        conds.append("status = 'failed'")
-        eq_conds, eq_params = _equal_to(
-            (
-                ("workspace_id", f.workspace_id),
-                ("connection_id", f.connection_id),
-                ("rule_id", f.rule_id),
-            )
-        )
-        conds += eq_conds
-        params += eq_params
-        sql = (
-            "UPDATE rule_events SET status = 'pending', next_attempt_at_ms = ?,"
-            " trigger = 'manual', schedule_attempts = 0, completed_at_ms = NULL"
-            " WHERE id IN (SELECT id FROM rule_events"
-            f"  WHERE {' AND '.join(conds)} ORDER BY id LIMIT ?)"
-            " RETURNING id, event_id"
-        )
+        sql, params = queries.requeue_failed(f, now_ms, limit)
 
         def requeue(db: sqlite3.Connection) -> list[Any]:
-            rows = db.execute(sql, (now_ms, *params, limit)).fetchall()
+            rows = db.execute(sql, params).fetchall()
             _refresh_events(db, list({r[1] for r in rows}))
             return rows
 
