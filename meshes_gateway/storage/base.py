@@ -8,7 +8,7 @@ batch rather than one per row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from meshes_gateway.storage.records import (
@@ -42,6 +42,10 @@ class DuplicateName(StoreError):
 class Store(Protocol):
     """Persistence for configuration, events, deliveries and attempts."""
 
+    # Whether other gateway processes share this storage (PostgreSQL replicas):
+    # if so, idempotency keys and rate limits must live in it, not in memory.
+    shared: bool
+
     async def open(self) -> None:
         """Connect and apply pending migrations."""
 
@@ -51,9 +55,18 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise `StoreError` unless storage is writable."""
 
+    def subscribe(self, on_work: Callable[[], None], on_config: Callable[[], None]) -> None:
+        """Be told when another process made deliveries due or changed configuration."""
+
+    async def is_leader(self) -> bool:
+        """Whether this process runs the jobs that must run once (sweeps, purges)."""
+
     # -- organization and API keys ---------------------------------------------
     async def get_meta(self, key: str) -> str | None: ...
     async def set_meta(self, key: str, value: str) -> None: ...
+    async def claim_meta(self, key: str, value: str) -> str:
+        """Store `value` unless the key is set; returns what is stored (first writer wins)."""
+
     async def put_api_key(self, key: ApiKey) -> None: ...
     async def get_api_key(self, access_key: str) -> ApiKey | None: ...
 
@@ -93,6 +106,21 @@ class Store(Protocol):
 
     # -- ingest and delivery -----------------------------------------------------
     async def get_idempotency(self, workspace_id: str, key: str) -> IdempotencyRecord | None: ...
+    async def reserve_idempotency(
+        self, record: IdempotencyRecord, expired_before_ms: int, stale_before_ms: int
+    ) -> IdempotencyRecord | None:
+        """Reserve the key (status 0) and return None, or return the record holding it.
+
+        An answer created before `expired_before_ms`, or a reservation made
+        before `stale_before_ms` (its process died), is taken over.
+        """
+
+    async def drop_reservation(self, workspace_id: str, key: str) -> None: ...
+    async def take_tokens(
+        self, key: str, count: int, rate_per_ms: float, burst: float, now_ms: int
+    ) -> float:
+        """Spend `count` tokens of the key's bucket: 0 if granted, else the tokens missing."""
+
     async def write(self, batch: WriteBatch) -> None:
         """Insert events, rule events and idempotency answers and record outcomes, atomically."""
 

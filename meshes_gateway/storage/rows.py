@@ -7,8 +7,7 @@ order, so one set of converters serves both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -17,13 +16,19 @@ from meshes_gateway.storage.records import (
     Connection,
     Delivery,
     Event,
+    IdempotencyRecord,
     PublishableKey,
     Rule,
     RuleEvent,
     Workspace,
 )
 
-Row = Sequence[Any]
+
+class Row(Protocol):
+    """What both drivers' rows offer: values by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
 
 json_encode = msgspec.json.Encoder().encode
 json_decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -167,4 +172,15 @@ def attempt(row: Row) -> Attempt:
         error=row[5],
         response_excerpt=None if row[6] is None else bytes(row[6]),
         trigger=row[7],
+    )
+
+
+def idempotency(row: Row) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        workspace_id=row[0],
+        key=row[1],
+        request_digest=bytes(row[2]),
+        status=row[3],
+        body=bytes(row[4]),
+        created_at_ms=row[5],
     )

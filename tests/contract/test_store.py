@@ -222,3 +222,39 @@ async def test_idempotency_answers_round_trip_and_expire(store: Store) -> None:
     assert await store.get_idempotency(WS, "k") == record
     assert await store.purge_idempotency(NOW + 1) == 1
     assert await store.get_idempotency(WS, "k") is None
+
+
+async def test_the_first_meta_value_wins(store: Store) -> None:
+    assert await store.claim_meta("org_id", "first") == "first"
+    assert await store.claim_meta("org_id", "second") == "first"
+
+
+async def test_idempotency_reservations_hold_until_answered_or_stale(store: Store) -> None:
+    def mine(at_ms: int, digest: bytes = b"d") -> IdempotencyRecord:
+        return IdempotencyRecord(
+            workspace_id=WS, key="k", request_digest=digest, status=0, body=b"", created_at_ms=at_ms
+        )
+
+    assert await store.reserve_idempotency(mine(NOW), NOW - 86_400_000, NOW - 30_000) is None
+    held = await store.reserve_idempotency(mine(NOW + 1, b"e"), NOW - 86_400_000, NOW - 30_000)
+    assert held is not None
+    assert (held.status, held.request_digest) == (0, b"d")
+    # The reserving process died: after the stale limit another request takes over.
+    assert await store.reserve_idempotency(mine(NOW + 40_000), NOW, NOW + 10_000) is None
+    answer = IdempotencyRecord(
+        workspace_id=WS, key="k", request_digest=b"d", status=201, body=b"{}", created_at_ms=NOW
+    )
+    await store.write(WriteBatch(idempotency=[answer]))
+    again = await store.reserve_idempotency(mine(NOW + 50_000), NOW - 1, NOW + 60_000)
+    assert again == answer
+    await store.drop_reservation(WS, "k")  # only reservations are dropped, not answers
+    assert await store.get_idempotency(WS, "k") == answer
+
+
+async def test_token_buckets_refill_at_their_rate(store: Store) -> None:
+    rate_per_ms, burst = 0.01, 5.0  # 10 per second
+    assert await store.take_tokens("key", 5, rate_per_ms, burst, NOW) == 0
+    assert await store.take_tokens("key", 1, rate_per_ms, burst, NOW) == pytest.approx(1.0)
+    assert await store.take_tokens("key", 1, rate_per_ms, burst, NOW + 100) == 0
+    assert await store.take_tokens("key", 2, rate_per_ms, burst, NOW + 200) == pytest.approx(1.0)
+    assert await store.take_tokens("other", 5, rate_per_ms, burst, NOW) == 0

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from importlib import resources
-
 import aiosqlite
 
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-
-
-def migrations() -> list[tuple[int, str]]:
-    """Every shipped migration as (version, SQL), in version order."""
-    found = []
-    for entry in resources.files(__package__).joinpath("migrations").iterdir():
-        match = _NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+from meshes_gateway.storage.scripts import migrations
 
 
 async def migrate(conn: aiosqlite.Connection) -> int:
     """Apply the migrations newer than the database's version; returns the final version."""
     rows = list(await conn.execute_fetchall("PRAGMA user_version"))
     current = int(rows[0][0])
-    for version, sql in migrations():
+    for version, sql in migrations("meshes_gateway.storage.sqlite"):
         if version <= current:
             continue
         # executescript commits first, so the version bump rides in the same script

@@ -47,6 +47,7 @@ from meshes_gateway.storage.rows import (
     ATTEMPT_COLS,
     CONNECTION_COLS,
     EVENT_COLS,
+    IDEMPOTENCY_COLS,
     PUBKEY_COLS,
     RULE_COLS,
     RULE_EVENT_COLS,
@@ -278,6 +279,9 @@ def _marks(count: int) -> str:
 class SqliteStore:
     """The embedded backend: a WAL database file with `synchronous=FULL` by default."""
 
+    # One process owns the file: idempotency and rate limits can live in memory.
+    shared = False
+
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self._path = path
         self._synchronous = synchronous
@@ -312,6 +316,12 @@ class SqliteStore:
             "PRAGMA temp_store=MEMORY;"
         )
         return conn
+
+    def subscribe(self, on_work: Callable[[], None], on_config: Callable[[], None]) -> None:
+        """No other process writes this file: nothing to be told about."""
+
+    async def is_leader(self) -> bool:
+        return True
 
     async def close(self) -> None:
         for conn in (self._r, self._w):
@@ -394,6 +404,12 @@ class SqliteStore:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    async def claim_meta(self, key: str, value: str) -> str:
+        await self._one_write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value)
+        )
+        return str((await self._fetch("SELECT value FROM meta WHERE key = ?", (key,)))[0][0])
 
     async def put_api_key(self, key: ApiKey) -> None:
         await self._one_write(
@@ -560,21 +576,66 @@ class SqliteStore:
     # -- ingest and delivery -----------------------------------------------------
     async def get_idempotency(self, workspace_id: str, key: str) -> IdempotencyRecord | None:
         rows = await self._fetch(
-            "SELECT workspace_id, key, request_digest, status, body, created_at_ms"
-            " FROM idempotency_keys WHERE workspace_id = ? AND key = ?",
+            f"SELECT {IDEMPOTENCY_COLS} FROM idempotency_keys WHERE workspace_id = ? AND key = ?",
             (workspace_id, key),
         )
-        if not rows:
+        return to.idempotency(rows[0]) if rows else None
+
+    # Reservations and shared token buckets exist for replicas sharing a
+    # database; one process owns a SQLite file, so the gateway keeps both in
+    # memory here (see `shared`). They are implemented for the contract suite.
+    async def reserve_idempotency(
+        self, record: IdempotencyRecord, expired_before_ms: int, stale_before_ms: int
+    ) -> IdempotencyRecord | None:
+        def reserve(db: sqlite3.Connection) -> bool:
+            return bool(
+                db.execute(
+                    f"INSERT INTO idempotency_keys AS k ({IDEMPOTENCY_COLS})"
+                    " VALUES (?, ?, ?, 0, x'', ?)"
+                    " ON CONFLICT (workspace_id, key) DO UPDATE SET"
+                    " request_digest = excluded.request_digest, status = 0, body = excluded.body,"
+                    " created_at_ms = excluded.created_at_ms"
+                    " WHERE k.created_at_ms < ? OR (k.status = 0 AND k.created_at_ms < ?)"
+                    " RETURNING 1",
+                    (
+                        record.workspace_id,
+                        record.key,
+                        record.request_digest,
+                        record.created_at_ms,
+                        expired_before_ms,
+                        stale_before_ms,
+                    ),
+                ).fetchall()
+            )
+
+        if await self._atomically(reserve):
             return None
-        r = rows[0]
-        return IdempotencyRecord(
-            workspace_id=r[0],
-            key=r[1],
-            request_digest=r[2],
-            status=r[3],
-            body=r[4],
-            created_at_ms=r[5],
+        return await self.get_idempotency(record.workspace_id, record.key)
+
+    async def drop_reservation(self, workspace_id: str, key: str) -> None:
+        await self._one_write(
+            "DELETE FROM idempotency_keys WHERE workspace_id = ? AND key = ? AND status = 0",
+            (workspace_id, key),
         )
+
+    async def take_tokens(
+        self, key: str, count: int, rate_per_ms: float, burst: float, now_ms: int
+    ) -> float:
+        def take(db: sqlite3.Connection) -> float:
+            available = db.execute(
+                "SELECT min(?, tokens + max(0, ? - at_ms) * ?) FROM rate_buckets WHERE key = ?",
+                (burst, now_ms, rate_per_ms, key),
+            ).fetchone()
+            tokens = burst if available is None else float(available[0])
+            if count > tokens:
+                return max(min(float(count), burst) - tokens, 1.0)
+            db.execute(
+                "INSERT OR REPLACE INTO rate_buckets (key, tokens, at_ms) VALUES (?, ?, ?)",
+                (key, tokens - count, now_ms),
+            )
+            return 0.0
+
+        return await self._atomically(take)
 
     async def write(self, batch: WriteBatch) -> None:
         await self._atomically(partial(_write_batch, batch=batch))
