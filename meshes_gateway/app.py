@@ -16,10 +16,10 @@ from meshes_gateway.api.auth import auth_middleware
 from meshes_gateway.api.http import problem_middleware
 from meshes_gateway.api.idempotency import IdempotencyGate
 from meshes_gateway.api.ingest import create_bulk, create_event
-from meshes_gateway.api.ratelimit import TokenBuckets
+from meshes_gateway.api.ratelimit import RateLimiter, SharedBuckets, TokenBuckets
 from meshes_gateway.api.state import GATEWAY, Gateway
 from meshes_gateway.clock import Clock, SystemClock
-from meshes_gateway.config import Settings
+from meshes_gateway.config import LEASE_MARGIN_S, Settings
 from meshes_gateway.credentials import ensure_organization
 from meshes_gateway.delivery.ssrf import AddressPolicy
 from meshes_gateway.engine.directory import Directory
@@ -27,8 +27,8 @@ from meshes_gateway.engine.maintenance import Maintenance
 from meshes_gateway.engine.scheduler import Scheduler
 from meshes_gateway.engine.sender import Sender, make_session
 from meshes_gateway.engine.writer import Writer
-from meshes_gateway.secretbox import SecretBox
-from meshes_gateway.storage.base import Store
+from meshes_gateway.secretbox import SecretBox, check_key
+from meshes_gateway.storage.base import Store, StoreError
 from meshes_gateway.storage.sqlite import SqliteStore
 
 log = structlog.get_logger(__name__)
@@ -36,7 +36,22 @@ log = structlog.get_logger(__name__)
 
 def open_store(settings: Settings) -> Store:
     """The backend named by `MESHES_DATABASE_URL` (SQLite in the data dir by default)."""
+    if settings.postgres:
+        try:
+            from meshes_gateway.storage.postgres import PostgresStore
+        except ImportError as exc:  # the optional extra is not installed
+            raise StoreError(
+                "PostgreSQL needs asyncpg: pip install 'meshes-gateway[postgres]'"
+            ) from exc
+        return PostgresStore(settings.database_url, settings.database_pool_size)
     return SqliteStore(settings.sqlite_path, settings.sqlite_synchronous)
+
+
+def database_label(settings: Settings) -> str:
+    """Where the data lives, for logs: never the URL itself, which may hold a password."""
+    if settings.postgres:
+        return "postgresql"
+    return str(settings.sqlite_path)
 
 
 def create_app(
@@ -74,6 +89,7 @@ async def _run_services(
     store = open_store(settings)
     await store.open()
     box = SecretBox.load(settings.data_dir, settings.encryption_key)
+    await check_key(store, box)
     org_id = await ensure_organization(store, box, settings, clock)
     policy = AddressPolicy(settings.allow_networks, settings.allow_http)
     directory = Directory(store, box, clock)
@@ -84,6 +100,7 @@ async def _run_services(
         connect_timeout_s=settings.connect_timeout_s,
         request_timeout_s=settings.request_timeout_s,
         excerpt_bytes=settings.response_excerpt_bytes,
+        max_timeout_s=settings.lease_s - LEASE_MARGIN_S,
     )
 
     def on_commit(new_deliveries: bool) -> None:
@@ -112,6 +129,8 @@ async def _run_services(
         rng=rng,
     )
     writer.handoff = scheduler
+    # Other replicas' commits and configuration changes (PostgreSQL only).
+    store.subscribe(on_work=scheduler.wake, on_config=directory.forget_all)
     maintenance = Maintenance(
         store,
         clock,
@@ -133,12 +152,12 @@ async def _run_services(
         resolver=resolver,
         org_id=org_id,
         idempotency=IdempotencyGate(store, clock, settings.idempotency_ttl_s),
-        rate_limit=TokenBuckets(clock, settings.ingest_rate_per_s, settings.ingest_burst),
+        rate_limit=rate_limiter(store, clock, settings),
     )
     writer_task = asyncio.create_task(writer.run(), name="writer")
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     maintenance_task = asyncio.create_task(maintenance.run(), name="maintenance")
-    log.info("gateway_started", org_id=org_id, database=str(settings.sqlite_path))
+    log.info("gateway_started", org_id=org_id, database=database_label(settings))
     try:
         yield
     finally:
@@ -155,3 +174,10 @@ async def _run_services(
         await session.close()
         await store.close()
         log.info("gateway_stopped", released=len(unfinished))
+
+
+def rate_limiter(store: Store, clock: Clock, settings: Settings) -> RateLimiter:
+    """Buckets in memory for one process; in the database when replicas share it."""
+    if store.shared:
+        return SharedBuckets(store, clock, settings.ingest_rate_per_s, settings.ingest_burst)
+    return TokenBuckets(clock, settings.ingest_rate_per_s, settings.ingest_burst)

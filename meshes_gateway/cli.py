@@ -12,9 +12,11 @@ import structlog
 from aiohttp import web
 
 from meshes_gateway import __version__
-from meshes_gateway.app import create_app, open_store
+from meshes_gateway.app import create_app, database_label, open_store
 from meshes_gateway.config import ConfigError, Settings, add_flags, load_settings
 from meshes_gateway.logs import configure
+from meshes_gateway.secretbox import SecretBoxError
+from meshes_gateway.storage.base import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -42,10 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meshes-gateway: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level)
-    if args.command == "serve":
-        return _serve(settings)
-    if args.command == "migrate":
-        return asyncio.run(_migrate(settings))
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+    except (StoreError, SecretBoxError) as exc:
+        # Cannot start (database unreachable, wrong key): say why, without a traceback.
+        print(f"meshes-gateway: {exc}", file=sys.stderr)
+        return 1
+    if settings.postgres:
+        print("meshes-gateway: back up PostgreSQL with pg_dump", file=sys.stderr)
+        return 2
     if os.path.exists(args.path):
         print(f"meshes-gateway: {args.path} exists", file=sys.stderr)
         return 2
@@ -82,7 +92,7 @@ async def _migrate(settings: Settings) -> int:
     store = open_store(settings)
     await store.open()
     await store.close()
-    log.info("migrated", database=str(settings.sqlite_path))
+    log.info("migrated", database=database_label(settings))
     return 0
 
 

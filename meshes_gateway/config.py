@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# How much longer a claim's lease is than the longest request it may make.
+LEASE_MARGIN_S = 5.0
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
@@ -90,6 +93,13 @@ class Settings:
     disable_after_s: float = 5 * 86_400.0
     ingest_rate_per_s: float = 1000.0
     ingest_burst: float = 5000.0
+    lease_s: float = 60.0
+    database_pool_size: int = 10
+
+    @property
+    def postgres(self) -> bool:
+        """Whether `MESHES_DATABASE_URL` names PostgreSQL (the scale-out backend)."""
+        return self.database_url.startswith(POSTGRES_SCHEMES)
 
     @property
     def sqlite_path(self) -> Path:
@@ -97,11 +107,6 @@ class Settings:
         if self.database_url.startswith("sqlite:///"):
             return Path(self.database_url.removeprefix("sqlite:///"))
         return self.data_dir / "meshes.db"
-
-    @property
-    def lease_s(self) -> float:
-        """A claimed delivery's lease: longer than any request may take, so no live send expires."""
-        return max(self.request_timeout_s, 30.0) + 30.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "MESHES_PORT", int, "port to listen on"),
     Option("data_dir", "MESHES_DATA_DIR", Path, "directory for the database, keys, credentials"),
     Option(
-        "database_url", "MESHES_DATABASE_URL", str, "sqlite:///path (default: <data dir>/meshes.db)"
+        "database_url",
+        "MESHES_DATABASE_URL",
+        str,
+        "sqlite:///path (default: <data dir>/meshes.db) or postgresql://... for replicas",
+    ),
+    Option(
+        "database_pool_size", "MESHES_DATABASE_POOL_SIZE", int, "PostgreSQL connections per replica"
     ),
     Option("org_id", "MESHES_ORG_ID", str, "organization id (UUID; default: made on first start)"),
     Option("access_key", "MESHES_ACCESS_KEY", str, "pre-seed the API access key (mk_...)"),
@@ -167,6 +178,9 @@ OPTIONS: tuple[Option, ...] = (
         "ingest_rate_per_s", "MESHES_INGEST_RATE", float, "events/s per publishable key (0: off)"
     ),
     Option("ingest_burst", "MESHES_INGEST_BURST", float, "burst per publishable key, events"),
+    Option(
+        "lease_s", "MESHES_LEASE", float, "claim lease, s: a dead replica's sends restart after it"
+    ),
 )
 
 
@@ -198,11 +212,31 @@ def load_settings(
 
 
 def _check(settings: Settings) -> None:
-    if settings.database_url and not settings.database_url.startswith("sqlite:///"):
-        raise ConfigError("MESHES_DATABASE_URL: only sqlite:///path is supported by this build")
+    url = settings.database_url
+    if url and not url.startswith("sqlite:///") and not settings.postgres:
+        raise ConfigError(
+            "MESHES_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://"
+        )
+    if settings.postgres and not settings.encryption_key:
+        raise ConfigError(
+            "MESHES_ENCRYPTION_KEY is required with PostgreSQL: every replica must decrypt"
+            " the same stored secrets"
+        )
+    if settings.lease_s < settings.request_timeout_s + LEASE_MARGIN_S:
+        # Requests are cut off before their lease runs out (per-connection
+        # timeouts too), so a lease never expires under a request in flight.
+        raise ConfigError(
+            f"MESHES_LEASE must exceed MESHES_REQUEST_TIMEOUT by {LEASE_MARGIN_S:g} s or more"
+        )
     if bool(settings.access_key) != bool(settings.secret_key):
         raise ConfigError("MESHES_ACCESS_KEY and MESHES_SECRET_KEY must be set together")
-    positive = ("port", "max_inflight", "per_connection_inflight", "batch_max_rows")
+    positive = (
+        "port",
+        "max_inflight",
+        "per_connection_inflight",
+        "batch_max_rows",
+        "database_pool_size",
+    )
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive")

@@ -51,9 +51,10 @@ async def ensure_organization(
     """
     org_id = await store.get_meta("org_id")
     if org_id is None:
-        org_id = settings.org_id or str(uuid.uuid4())
-        await store.set_meta("org_id", org_id)
-        if not settings.access_key:
+        proposed = settings.org_id or str(uuid.uuid4())
+        # Replicas starting together on an empty database: the first one's id wins.
+        org_id = await store.claim_meta("org_id", proposed)
+        if org_id == proposed and not settings.access_key:
             creds = Credentials(org_id, new_access_key(), new_secret_key())
             await _store_key(store, box, creds.access_key, creds.secret_key, clock)
             path = _write_credentials(settings.data_dir, creds)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
 
+if TYPE_CHECKING:
+    from meshes_gateway.storage.base import Store
+
 KEY_FILE = "encryption.key"
+_CHECK = b"meshes-gateway key check"
 
 
 class SecretBoxError(Exception):
@@ -52,3 +57,21 @@ class SecretBox:
             return self._fernet.decrypt(token)
         except InvalidToken as exc:
             raise SecretBoxError("stored secret cannot be decrypted with this key") from exc
+
+
+async def check_key(store: Store, box: SecretBox) -> None:
+    """Refuse to start with a key other than the one the stored secrets were sealed with.
+
+    The first start stores a sealed check value; later starts (and every other
+    replica) must open it. A wrong key would otherwise only show up later, as
+    deliveries that cannot be signed.
+    """
+    sealed = await store.claim_meta("key_check", box.seal(_CHECK).decode())
+    try:
+        ok = box.open(sealed.encode()) == _CHECK
+    except SecretBoxError:
+        ok = False
+    if not ok:
+        raise SecretBoxError(
+            "the encryption key differs from the one this database's secrets were sealed with"
+        )

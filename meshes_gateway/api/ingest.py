@@ -206,7 +206,7 @@ async def create_event(request: web.Request) -> web.Response:
         item = decode(body, _event_decoder)
         payload = _payload_bytes(item, "")
         if caller.key_id is not None:
-            gateway.rate_limit.take(caller.key_id, 1)
+            await gateway.rate_limit.take(caller.key_id, 1)
         workspace_id = await _workspace_for(gateway, caller, item)
         events, deliveries, answers = await _route(
             gateway, workspace_id, [(item, payload)], caller.created_by
@@ -233,7 +233,7 @@ async def create_bulk(request: web.Request) -> web.Response:
                 errors=[FieldError("", f"expected 1 to {MAX_BULK_EVENTS} items")],
             )
         if caller.key_id is not None:
-            gateway.rate_limit.take(caller.key_id, len(raws))
+            await gateway.rate_limit.take(caller.key_id, len(raws))
         accepted, rejected = await _validate_each(gateway, caller, raws)
         if not accepted:
             raise Unprocessable(

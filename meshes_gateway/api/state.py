@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from meshes_gateway.api.idempotency import IdempotencyGate
-from meshes_gateway.api.ratelimit import TokenBuckets
+from meshes_gateway.api.ratelimit import RateLimiter
 from meshes_gateway.clock import Clock
 from meshes_gateway.config import Settings
 from meshes_gateway.delivery.ssrf import AddressPolicy
@@ -35,7 +35,7 @@ class Gateway:
     resolver: AbstractResolver
     org_id: str
     idempotency: IdempotencyGate
-    rate_limit: TokenBuckets
+    rate_limit: RateLimiter
     # access key -> secret key, filled on first successful check (saves a decrypt per call)
     api_secrets: dict[str, bytes] = field(default_factory=dict)
 

@@ -48,7 +48,12 @@ class Maintenance:
                 log.error("maintenance_failed", error=str(exc))
 
     async def tick(self) -> int:
-        """One round of housekeeping; returns the number of events purged."""
+        """One round of housekeeping; returns the number of events purged.
+
+        Replicas sharing a database leave it to the advisory-lock leader.
+        """
+        if not await self._store.is_leader():
+            return 0
         now = self._clock.now_ms()
         await self.disable_failing(now)
         await self._store.purge_idempotency(now - self._idempotency_ttl_ms)

@@ -87,11 +87,17 @@ class Scheduler:
                 log.error("scheduler_store_error", error=str(exc))
 
     async def sweep(self) -> None:
-        """Reclaim expired leases (a crashed or killed sender), at most every half lease."""
+        """Reclaim expired leases (a crashed or killed sender), at most every half lease.
+
+        With replicas only the leader sweeps: one statement per period for the
+        whole cluster instead of one per replica.
+        """
         now = self._clock.now_ms()
         if now < self._next_sweep_ms:
             return
         self._next_sweep_ms = now + self._lease_ms // 2
+        if not await self._store.is_leader():
+            return
         released = await self._store.release_expired(now)
         if released:
             log.info("leases_expired_released", count=released)

@@ -48,11 +48,15 @@ class Sender:
         connect_timeout_s: float,
         request_timeout_s: float,
         excerpt_bytes: int,
+        max_timeout_s: float = 30.0,
     ) -> None:
         self._session = session
         self._policy = policy
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
+        # No request may outlive its claim's lease, or another replica could take
+        # the delivery over and send it while this request is still running.
+        self._max_timeout_s = max_timeout_s
         self._excerpt_bytes = excerpt_bytes
         self._vetted: dict[str, URL | str] = {}
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
@@ -67,7 +71,7 @@ class Sender:
         timeout = self._timeouts.get(target.timeout_s)
         if timeout is None:
             timeout = aiohttp.ClientTimeout(
-                total=target.timeout_s or self._request_timeout_s,
+                total=min(target.timeout_s or self._request_timeout_s, self._max_timeout_s),
                 sock_connect=self._connect_timeout_s,
             )
             self._timeouts[target.timeout_s] = timeout

@@ -63,7 +63,6 @@ class Store(Protocol):
 
     # -- organization and API keys ---------------------------------------------
     async def get_meta(self, key: str) -> str | None: ...
-    async def set_meta(self, key: str, value: str) -> None: ...
     async def claim_meta(self, key: str, value: str) -> str:
         """Store `value` unless the key is set; returns what is stored (first writer wins)."""
 

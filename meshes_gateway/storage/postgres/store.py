@@ -374,14 +374,6 @@ class PostgresStore:
         rows = await self._fetch("SELECT value FROM meta WHERE key = $1", key)
         return str(rows[0][0]) if rows else None
 
-    async def set_meta(self, key: str, value: str) -> None:
-        await self._execute(
-            "INSERT INTO meta (key, value) VALUES ($1, $2)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            key,
-            value,
-        )
-
     async def claim_meta(self, key: str, value: str) -> str:
         await self._execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value

@@ -398,13 +398,6 @@ class SqliteStore:
         rows = await self._fetch("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
-    async def set_meta(self, key: str, value: str) -> None:
-        await self._one_write(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
     async def claim_meta(self, key: str, value: str) -> str:
         await self._one_write(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value)
