@@ -12,7 +12,6 @@ from tests.contract.test_store import NOW, event_with, ingest
 from tests.pg import fresh_schema
 
 
-
 @pytest.fixture
 async def replicas() -> AsyncIterator[list[object]]:
     from meshes_gateway.storage.postgres import PostgresStore
