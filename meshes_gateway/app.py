@@ -88,9 +88,13 @@ async def _run_services(
     resolver = resolver or DefaultResolver()
     store = open_store(settings)
     await store.open()
-    box = SecretBox.load(settings.data_dir, settings.encryption_key)
-    await check_key(store, box)
-    org_id = await ensure_organization(store, box, settings, clock)
+    try:
+        box = SecretBox.load(settings.data_dir, settings.encryption_key)
+        await check_key(store, box)
+        org_id = await ensure_organization(store, box, settings, clock)
+    except BaseException:
+        await store.close()  # e.g. the wrong key: nothing may stay open behind the error
+        raise
     policy = AddressPolicy(settings.allow_networks, settings.allow_http)
     directory = Directory(store, box, clock)
     session = make_session(policy, settings.max_inflight, resolver)

@@ -64,3 +64,21 @@ async def test_second_process_on_same_database_is_refused(tmp_path: Path) -> Non
     finally:
         await second.close()
         await first.close()
+
+
+async def test_a_different_encryption_key_is_refused_at_start(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from meshes_gateway.secretbox import SecretBoxError
+
+    first = make_settings(tmp_path / "data", encryption_key=Fernet.generate_key().decode())
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(create_app(first), host="127.0.0.1")
+    )
+    await client.start_server()
+    await client.close()
+    other = make_settings(tmp_path / "data", encryption_key=Fernet.generate_key().decode())
+    client = TestClient(TestServer(create_app(other), host="127.0.0.1"))
+    with pytest.raises(SecretBoxError, match="encryption key differs"):
+        await client.start_server()
+    await client.close()

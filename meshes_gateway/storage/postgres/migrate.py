@@ -7,7 +7,7 @@ import asyncpg
 from meshes_gateway.storage.scripts import migrations
 
 
-async def migrate(conn: asyncpg.Connection, lock_key: int) -> int:
+async def migrate(conn: asyncpg.Connection, schema: str, lock_key: int) -> int:
     """Apply the migrations newer than the schema's version; returns the final version.
 
     Runs in one transaction under an advisory lock, so of several replicas
@@ -15,6 +15,8 @@ async def migrate(conn: asyncpg.Connection, lock_key: int) -> int:
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+        # Under the lock: two concurrent CREATE SCHEMA IF NOT EXISTS can still collide.
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

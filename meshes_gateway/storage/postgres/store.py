@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -223,8 +224,9 @@ def split_url(url: str) -> tuple[str, str]:
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for name, value in query if name == "schema"), "public")
     rest = [(name, value) for name, value in query if name != "schema"]
-    if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
-        raise StoreError("schema names are letters, digits and underscores")
+    # Lower case only: the name is used both quoted (CREATE SCHEMA) and in search_path.
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", schema):
+        raise StoreError("?schema= takes lower-case letters, digits and underscores")
     return urlunsplit(parts._replace(query=urlencode(rest))), schema
 
 
@@ -257,8 +259,7 @@ class PostgresStore:
         try:
             first = await asyncpg.connect(self._dsn, server_settings=settings)
             try:
-                await first.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-                await migrate(first, _key(self._schema, "migrate"))
+                await migrate(first, self._schema, _key(self._schema, "migrate"))
             finally:
                 await first.close()
             self._pool = await asyncpg.create_pool(
