@@ -67,6 +67,7 @@ from meshes_gateway.storage.rows import (
     WORKSPACE_COLS,
     json_encode,
 )
+from meshes_gateway.storage.tallies import event_deltas, failing_streaks
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -674,36 +675,13 @@ class PostgresStore:
             [o.completed_at_ms for o in outcomes],
         )
         await conn.execute(_INSERT_ATTEMPTS, *_columns([o.attempt for o in outcomes]))
-        # A connection's failing streak: started by its first failure, ended by a success.
-        streaks: dict[str, int | None] = {}
-        for o in outcomes:
-            if o.endpoint_ok is True:
-                streaks[o.connection_id] = None
-            elif o.endpoint_ok is False and o.connection_id not in streaks:
-                streaks[o.connection_id] = o.attempt.attempted_at_ms
+        streaks = failing_streaks(outcomes)
         if streaks:
             await conn.execute(_FAILING_STREAKS, list(streaks), list(streaks.values()))
-        settled_at: dict[str, int] = {}
-        for o in outcomes:
-            if o.completed_at_ms is not None:
-                settled_at[o.event_id] = max(settled_at.get(o.event_id, 0), o.completed_at_ms)
-        deltas: dict[str, list[int]] = {}
-        for event_id, status in applied:
-            delta = deltas.setdefault(event_id, [0, 0])
-            if status == "completed":
-                delta[0] += 1
-            elif status == "failed":
-                delta[1] += 1
+        deltas = event_deltas(((r[0], r[1]) for r in applied), outcomes)
         if deltas:
-            # Sorted: two replicas' commits then lock shared event rows in the same order.
-            ids = sorted(deltas)
-            await conn.execute(
-                _COUNT_OUTCOMES,
-                ids,
-                [deltas[i][0] for i in ids],
-                [deltas[i][1] for i in ids],
-                [settled_at.get(i) for i in ids],
-            )
+            ids, completed, failed, done = (list(column) for column in zip(*deltas, strict=True))
+            await conn.execute(_COUNT_OUTCOMES, ids, completed, failed, done)
 
     async def _disable(self, conn: Conn, reasons: dict[str, str], now_ms: int) -> None:
         """Disable connections and dead-letter their queued deliveries (replayable later)."""

@@ -55,6 +55,7 @@ from meshes_gateway.storage.rows import (
     json_encode,
 )
 from meshes_gateway.storage.sqlite.migrate import migrate
+from meshes_gateway.storage.tallies import event_deltas, failing_streaks
 
 # An event's aggregate status from its rule events, for the events in `a`.
 _REFRESH_EVENTS = """
@@ -152,13 +153,7 @@ def _record_outcomes(db: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         f"INSERT INTO attempts ({ATTEMPT_COLS}) VALUES ({_marks(8)})",
         [msgspec.structs.astuple(o.attempt) for o in outcomes],
     )
-    # A connection's failing streak: started by its first failure, ended by a success.
-    streaks: dict[str, int | None] = {}
-    for o in outcomes:
-        if o.endpoint_ok is True:
-            streaks[o.connection_id] = None
-        elif o.endpoint_ok is False and o.connection_id not in streaks:
-            streaks[o.connection_id] = o.attempt.attempted_at_ms
+    streaks = failing_streaks(outcomes)
     if streaks:
         db.executemany(
             "UPDATE connections SET failing_since_ms ="
@@ -166,29 +161,16 @@ def _record_outcomes(db: sqlite3.Connection, outcomes: list[Outcome]) -> None:
             " WHERE id = ?",
             [(since, since, cid) for cid, since in streaks.items()],
         )
-    settled_at: dict[str, int] = {}
-    for o in outcomes:
-        if o.completed_at_ms is not None:
-            settled_at[o.event_id] = max(settled_at.get(o.event_id, 0), o.completed_at_ms)
-    _count_outcomes(db, applied, settled_at)
+    _count_outcomes(db, event_deltas(applied, outcomes))
 
 
-def _count_outcomes(
-    db: sqlite3.Connection, applied: list[tuple[str, str]], settled_at: dict[str, int]
-) -> None:
+def _count_outcomes(db: sqlite3.Connection, deltas: list[tuple[str, int, int, int | None]]) -> None:
     """Move the events' counters and status by the deliveries that just settled.
 
     Incremental on this hot path (an outcome only ever leaves `processing`);
     the rarer paths that move deliveries backwards (replay, disabling)
     recompute with `_refresh_events` instead.
     """
-    deltas: dict[str, list[int]] = {}
-    for event_id, status in applied:
-        delta = deltas.setdefault(event_id, [0, 0])
-        if status == "completed":
-            delta[0] += 1
-        elif status == "failed":
-            delta[1] += 1
     db.executemany(
         "UPDATE events SET completed_count = completed_count + ?1,"
         " failed_count = failed_count + ?2,"
@@ -199,7 +181,7 @@ def _count_outcomes(
         " completed_at_ms = CASE"
         "   WHEN completed_count + failed_count + ?1 + ?2 >= total_rules THEN ?3 END"
         " WHERE id = ?4",
-        [(c, f, settled_at.get(event_id), event_id) for event_id, (c, f) in deltas.items()],
+        [(c, f, done, event_id) for event_id, c, f, done in deltas],
     )
 
 
