@@ -9,6 +9,12 @@ same POST (ingest) and a bare aiohttp client sending to the same receiver
 load generator (`bench/loadgen.py`); the JSON says which.
 
     python -m bench.run [--smoke] [--only ingest,bulk,...] [--seconds S]
+        [--database-url postgresql://... --replicas N]
+
+With `--database-url` the gateway runs over PostgreSQL (a fresh schema per
+scenario, dropped afterwards) as `--replicas` processes, spread over the cores
+(replica i on core i mod 2); load is split evenly between them, as a load
+balancer would.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import statistics
@@ -47,6 +54,8 @@ TARGETS = {
     "fanout": ("ratio", 0.60),
 }
 SINGLE = b'{"event":"bench.single","payload":{"n":1,"text":"hello"}}'
+# Set from the command line: where the gateway keeps its data, and how many replicas run.
+BACKEND: dict[str, Any] = {"database_url": "", "replicas": 1}
 
 
 def pinned(core: int, argv: list[str]) -> list[str]:
@@ -62,23 +71,47 @@ def status_kb(pid: int, field: str) -> int:
 
 @dataclass
 class Gateway:
-    proc: asyncio.subprocess.Process
-    base: str
+    """One gateway, or several replicas over one PostgreSQL database."""
+
+    procs: list[asyncio.subprocess.Process]
+    bases: list[str]
     data_dir: Path
+    database_url: str
+
+    @property
+    def base(self) -> str:
+        return self.bases[0]
+
+    def urls(self, path: str) -> list[str]:
+        return [base + path for base in self.bases]
 
     def rss_mb(self) -> float:
-        return round(status_kb(self.proc.pid, "VmRSS") / 1024, 1)
+        return round(max(status_kb(p.pid, "VmRSS") for p in self.procs) / 1024, 1)
 
     def peak_rss_mb(self) -> float:
-        return round(status_kb(self.proc.pid, "VmHWM") / 1024, 1)
+        """The largest replica's high-water mark."""
+        return round(max(status_kb(p.pid, "VmHWM") for p in self.procs) / 1024, 1)
 
-    def backlog(self) -> int:
-        """Deliveries not yet settled, read straight from the database file."""
+    async def backlog(self) -> int:
+        """Deliveries not yet settled, read straight from the database."""
+        query = "SELECT count(*) FROM rule_events WHERE status IN ('pending', 'processing')"
+        if self.database_url:
+            return int(await _pg_fetchval(self.database_url, query))
         with sqlite3.connect(f"file:{self.data_dir / 'meshes.db'}?mode=ro", uri=True) as db:
-            row = db.execute(
-                "SELECT count(*) FROM rule_events WHERE status IN ('pending', 'processing')"
-            ).fetchone()
-        return int(row[0])
+            return int(db.execute(query).fetchone()[0])
+
+
+async def _pg_fetchval(url: str, query: str) -> Any:
+    import asyncpg
+
+    from meshes_gateway.storage.postgres.store import split_url
+
+    dsn, schema = split_url(url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
 
 
 async def spawn(
@@ -118,32 +151,50 @@ async def wait_up(url: str) -> None:
 @asynccontextmanager
 async def gateway(**env: str) -> AsyncIterator[Gateway]:
     data_dir = Path(tempfile.mkdtemp(prefix="meshes-bench-"))
-    port = unused_port()
-    proc = await spawn(
-        0,
-        sys.executable,
-        "-m",
-        "meshes_gateway",
-        "serve",
-        env={
-            "MESHES_DATA_DIR": str(data_dir),
-            "MESHES_PORT": str(port),
-            "MESHES_ACCESS_KEY": ACCESS,
-            "MESHES_SECRET_KEY": SECRET,
-            "MESHES_ALLOW_HTTP": "1",
-            "MESHES_ALLOW_NETWORKS": "127.0.0.0/8",
-            "MESHES_LOG_LEVEL": "warning",
-            "MESHES_INGEST_RATE": "0",  # one key drives all the load
-            **env,
-        },
-    )
-    base = f"http://127.0.0.1:{port}"
+    shared: dict[str, str] = {}
+    url = ""
+    if BACKEND["database_url"]:
+        base_url = BACKEND["database_url"]
+        url = f"{base_url}{'&' if '?' in base_url else '?'}schema=bench_{secrets.token_hex(4)}"
+        from cryptography.fernet import Fernet
+
+        shared = {
+            "MESHES_DATABASE_URL": url,
+            "MESHES_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        }
+    procs, bases = [], []
+    for i in range(BACKEND["replicas"]):
+        port = unused_port()
+        procs.append(
+            await spawn(
+                i % 2,
+                sys.executable,
+                "-m",
+                "meshes_gateway",
+                "serve",
+                env={
+                    "MESHES_DATA_DIR": str(data_dir / f"replica{i}"),
+                    "MESHES_PORT": str(port),
+                    "MESHES_ACCESS_KEY": ACCESS,
+                    "MESHES_SECRET_KEY": SECRET,
+                    "MESHES_ALLOW_HTTP": "1",
+                    "MESHES_ALLOW_NETWORKS": "127.0.0.0/8",
+                    "MESHES_LOG_LEVEL": "warning",
+                    "MESHES_INGEST_RATE": "0",  # one key drives all the load
+                    **shared,
+                    **env,
+                },
+            )
+        )
+        bases.append(f"http://127.0.0.1:{port}")
     try:
-        await wait_up(f"{base}/readyz")
-        yield Gateway(proc, base, data_dir)
+        await asyncio.gather(*(wait_up(f"{base}/readyz") for base in bases))
+        yield Gateway(procs, bases, data_dir / "replica0", url)
     finally:
-        await stop(proc)
+        await asyncio.gather(*(stop(proc) for proc in procs))
         shutil.rmtree(data_dir, ignore_errors=True)
+        if url:
+            await _pg_fetchval(url, f"DROP SCHEMA {url.rsplit('schema=', 1)[1]} CASCADE")
 
 
 @asynccontextmanager
@@ -226,9 +277,22 @@ def _wrk_script(body_file: str, headers: dict[str, str]) -> str:
 
 
 async def flood(
+    urls: list[str], body: bytes, seconds: float, concurrency: int, headers: dict[str, str]
+) -> dict[str, Any]:
+    """Closed-loop load split evenly over `urls` (replicas); rates and errors summed."""
+    share = max(1, concurrency // len(urls))
+    runs = await asyncio.gather(*(flood_one(u, body, seconds, share, headers) for u in urls))
+    return {
+        "tool": runs[0]["tool"],
+        "requests_per_s": sum(r["requests_per_s"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+async def flood_one(
     url: str, body: bytes, seconds: float, concurrency: int, headers: dict[str, str]
 ) -> dict[str, Any]:
-    """Closed-loop load from core 1: wrk when installed, else the Python generator."""
+    """Closed-loop load on core 1 against one URL: wrk when installed, else the Python generator."""
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
         f.write(body)
         body_file = f.name
@@ -285,7 +349,7 @@ async def server_ceiling(seconds: float) -> dict[str, Any]:
     proc = await spawn(0, sys.executable, "-m", "bench.bare_server", str(port))
     try:
         await wait_up(f"http://127.0.0.1:{port}/api/v1/nothing")
-        return await flood(f"http://127.0.0.1:{port}/api/v1/events", SINGLE, seconds, 64, {})
+        return await flood([f"http://127.0.0.1:{port}/api/v1/events"], SINGLE, seconds, 64, {})
     finally:
         await stop(proc)
 
@@ -303,7 +367,7 @@ async def ingest(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, An
         _, key = await workspace(gw)
         idle = gw.rss_mb()
         got = await flood(
-            f"{gw.base}/api/v1/events", SINGLE, args.seconds, 64, {"X-Meshes-Publishable-Key": key}
+            gw.urls("/api/v1/events"), SINGLE, args.seconds, 64, {"X-Meshes-Publishable-Key": key}
         )
         return {
             "events_per_s": round(got["requests_per_s"]),
@@ -321,7 +385,7 @@ async def bulk(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, Any]
     async with gateway() as gw:
         _, key = await workspace(gw)
         got = await flood(
-            f"{gw.base}/api/v1/events/bulk",
+            gw.urls("/api/v1/events/bulk"),
             body,
             args.seconds,
             8,
@@ -340,15 +404,17 @@ async def e2e(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, Any]:
     async with receiver() as rx, gateway() as gw:
         ws, key = await workspace(gw)
         await route(gw, ws, f"{rx}/hook")
-        load = asyncio.create_task(
-            python_load(f"{gw.base}/api/v1/events", seconds, args.e2e_rate, key)
+        share = args.e2e_rate / len(gw.bases)
+        load = asyncio.gather(
+            *(python_load(u, seconds, share, key) for u in gw.urls("/api/v1/events"))
         )
         backlog = []
         started = time.monotonic()
         while not load.done():
             await asyncio.sleep(1)
-            backlog.append(gw.backlog())
-        sent = await load
+            backlog.append(await gw.backlog())
+        runs = await load
+        sent = {k: sum(r[k] for r in runs) for k in ("requests", "dropped")}
         elapsed = time.monotonic() - started
         received = (await stats(rx))["count"]
         half = backlog[len(backlog) // 2 :] or [0]
@@ -373,7 +439,7 @@ async def drain(args: argparse.Namespace, ceil: dict[str, Any]) -> dict[str, Any
         # Hold sending back: a disabled connection dead-letters what arrives for it.
         await call("PUT", f"{gw.base}/api/v1/connections/{conn}", {"name": "r", "active": False})
         await post_bulks(gw, key, "bench.drain", total)
-        while gw.backlog():
+        while await gw.backlog():
             await asyncio.sleep(0.2)
         rss_backlog = gw.rss_mb()
         await call("PUT", f"{gw.base}/api/v1/connections/{conn}", {"name": "r", "active": True})
@@ -452,7 +518,15 @@ async def main(args: argparse.Namespace) -> None:
         ceil["server"] = (await server_ceiling(args.seconds))["requests_per_s"]
     if {"drain", "fanout"} & set(chosen):
         ceil["client"] = await client_ceiling(args.seconds)
-    print(json.dumps({"scenario": "ceilings", **ceil, "cpus": os.cpu_count()}), flush=True)
+    backend = "postgresql" if args.database_url else "sqlite"
+    BACKEND.update(database_url=args.database_url, replicas=args.replicas)
+    print(
+        json.dumps(
+            {"scenario": "ceilings", **ceil, "cpus": os.cpu_count(), "backend": backend}
+            | {"replicas": args.replicas}
+        ),
+        flush=True,
+    )
     runners = {
         "ingest": ingest,
         "bulk": bulk,
@@ -463,6 +537,7 @@ async def main(args: argparse.Namespace) -> None:
     }
     for name in chosen:
         result = await runners[name](args, ceil)
+        result = {"backend": backend, "replicas": args.replicas, **result}
         print(json.dumps({"scenario": name, **result, **verdict(name, result)}), flush=True)
 
 
@@ -476,7 +551,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--drain-events", type=int, default=100_000)
     parser.add_argument("--latency-rate", type=float, default=500.0)
     parser.add_argument("--fanout-events", type=int, default=10_000)
+    parser.add_argument("--database-url", default="", help="postgresql://... (default: SQLite)")
+    parser.add_argument("--replicas", type=int, default=1, help="gateway processes (PostgreSQL)")
     args = parser.parse_args()
+    if args.replicas > 1 and not args.database_url:
+        parser.error("--replicas needs --database-url (one SQLite file, one process)")
     if args.smoke:
         args.seconds, args.e2e_seconds, args.e2e_rate = 1.0, 1.0, 100.0
         args.drain_events, args.latency_rate, args.fanout_events = 300, 100.0, 100
