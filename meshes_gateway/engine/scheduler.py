@@ -108,8 +108,9 @@ class Scheduler:
         if free <= 0 or self._stopping:
             return 0
         now = self._clock.now_ms()
-        saturated = [c for c, n in self._per_connection.items() if n >= self._per_connection_cap]
-        claimed = await self._store.claim_due(now, free, now + self._lease_ms, saturated)
+        cap = self._per_connection_cap
+        room = {c: cap - n for c, n in self._per_connection.items()}
+        claimed = await self._store.claim_due(now, free, now + self._lease_ms, room, cap)
         over_cap = []
         for delivery in claimed:
             if self._per_connection[delivery.connection_id] >= self._per_connection_cap:
@@ -117,9 +118,11 @@ class Scheduler:
                 continue
             self._per_connection[delivery.connection_id] += 1
             self._spawn(delivery)
-        if over_cap:
+        if over_cap:  # hand-offs took the room between the claim and now
             await self._store.release(over_cap, now)
-        self._backlog = len(claimed) == free
+        # More may be due than was claimed: all slots filled, or a connection was
+        # left out or cut short by its cap. Then freed slots trigger another claim.
+        self._backlog = len(claimed) == free or any(n >= cap for n in self._per_connection.values())
         return len(claimed) - len(over_cap)
 
     # -- hand-off from the writer: fresh deliveries skip the claim ------------------
@@ -203,8 +206,11 @@ class Scheduler:
             del self._per_connection[connection_id]
         else:
             self._per_connection[connection_id] = left
-        if left == self._per_connection_cap - 1 and self._backlog:
-            self._wake.set()  # it was left out of claims while full
+        # It was left out of claims while full: claim again once a quarter of its
+        # slots are free (one claim per freed slot would make claims of one).
+        quarter = max(1, self._per_connection_cap // 4)
+        if left == self._per_connection_cap - quarter and self._backlog:
+            self._wake.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task)

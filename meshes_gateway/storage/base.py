@@ -8,7 +8,7 @@ batch rather than one per row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from meshes_gateway.storage.records import (
@@ -124,9 +124,18 @@ class Store(Protocol):
         """Insert events, rule events and idempotency answers and record outcomes, atomically."""
 
     async def claim_due(
-        self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
+        self,
+        now_ms: int,
+        limit: int,
+        lease_until_ms: int,
+        room: Mapping[str, int],
+        per_connection: int | None = None,
     ) -> list[Claimed]:
-        """Mark up to `limit` due pending deliveries `processing` under a lease and return them."""
+        """Lease up to `limit` due pending deliveries (`processing`) and return them.
+
+        At most `room[c]` for a connection in `room` (none if 0), at most
+        `per_connection` for any other (no limit when None).
+        """
 
     async def release(self, rule_event_ids: Sequence[str], now_ms: int) -> None:
         """Hand claimed deliveries back as pending, due now (shutdown, over-claim)."""

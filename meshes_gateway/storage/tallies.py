@@ -6,7 +6,7 @@ its own statements.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from meshes_gateway.storage.records import Outcome
 
@@ -46,3 +46,26 @@ def event_deltas(
         elif status == "failed":
             delta[1] += 1
     return [(e, c, f, settled_at.get(e)) for e, (c, f) in sorted(deltas.items())]
+
+
+def within_room(
+    candidates: Iterable[tuple[str, str]], room: Mapping[str, int], per_connection: int, limit: int
+) -> list[str]:
+    """Of (id, connection id) candidates in due order, the ids that fit each connection's room.
+
+    A connection's room is what it has left under its in-flight cap: `room`
+    for those with sends in flight, `per_connection` for the rest. Claiming
+    only what fits (rather than claiming and releasing the rest) keeps one
+    busy endpoint's backlog from costing a write per freed slot.
+    """
+    left = dict(room)
+    chosen = []
+    for rule_event_id, connection_id in candidates:
+        free = left.get(connection_id, per_connection)
+        if free <= 0:
+            continue
+        left[connection_id] = free - 1
+        chosen.append(rule_event_id)
+        if len(chosen) >= limit:
+            break
+    return chosen

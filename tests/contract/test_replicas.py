@@ -31,7 +31,7 @@ async def test_replicas_claim_disjoint_sets(replicas: list[object]) -> None:
     a, b, c = replicas  # type: ignore[misc]
     await ingest(a, 300)
     batches = await asyncio.gather(
-        *(s.claim_due(NOW, 40, NOW + 60_000, []) for s in (a, b, c, a, b, c, a, b, c))
+        *(s.claim_due(NOW, 40, NOW + 60_000, {}) for s in (a, b, c, a, b, c, a, b, c))
     )
     ids = [d.rule_event_id for batch in batches for d in batch]
     assert len(ids) == len(set(ids)) == 300
@@ -40,10 +40,10 @@ async def test_replicas_claim_disjoint_sets(replicas: list[object]) -> None:
 async def test_another_replica_takes_over_an_expired_lease(replicas: list[object]) -> None:
     a, b, _ = replicas  # type: ignore[misc]
     await ingest(a, 1)
-    (first,) = await a.claim_due(NOW, 10, NOW + 1_000, [])
-    assert await b.claim_due(NOW + 500, 10, NOW + 2_000, []) == []
+    (first,) = await a.claim_due(NOW, 10, NOW + 1_000, {})
+    assert await b.claim_due(NOW + 500, 10, NOW + 2_000, {}) == []
     assert await b.release_expired(NOW + 1_000) == 1
-    (again,) = await b.claim_due(NOW + 1_000, 10, NOW + 61_000, [])
+    (again,) = await b.claim_due(NOW + 1_000, 10, NOW + 61_000, {})
     assert again.rule_event_id == first.rule_event_id
 
 

@@ -103,34 +103,44 @@ async def test_a_batch_is_all_or_nothing(store: Store) -> None:
 
 async def test_claims_are_exclusive_under_concurrency(store: Store) -> None:
     await ingest(store, 200)
-    batches = await asyncio.gather(*(store.claim_due(NOW, 50, NOW + 60_000, []) for _ in range(6)))
+    batches = await asyncio.gather(*(store.claim_due(NOW, 50, NOW + 60_000, {}) for _ in range(6)))
     ids = [c.rule_event_id for batch in batches for c in batch]
     assert len(ids) == 200
     assert len(set(ids)) == 200
-    assert await store.claim_due(NOW, 50, NOW + 60_000, []) == []
+    assert await store.claim_due(NOW, 50, NOW + 60_000, {}) == []
 
 
 async def test_claim_skips_excluded_connections_and_future_rows(store: Store) -> None:
     await ingest(store, 3, connection="busy")
     await ingest(store, 2, at_ms=NOW + 10_000)
-    assert await store.claim_due(NOW, 10, NOW + 60_000, ["busy"]) == []
-    assert len(await store.claim_due(NOW, 10, NOW + 60_000, [])) == 3
-    assert len(await store.claim_due(NOW + 10_000, 10, NOW + 70_000, [])) == 2
+    assert await store.claim_due(NOW, 10, NOW + 60_000, {"busy": 0}) == []
+    assert len(await store.claim_due(NOW, 10, NOW + 60_000, {})) == 3
+    assert len(await store.claim_due(NOW + 10_000, 10, NOW + 70_000, {})) == 2
+
+
+async def test_claims_take_no_more_per_connection_than_it_has_room_for(store: Store) -> None:
+    await ingest(store, 10, connection="hot")
+    await ingest(store, 3, connection="cool")
+    claimed = await store.claim_due(NOW, 50, NOW + 60_000, {"hot": 2}, per_connection=4)
+    assert sorted(c.connection_id for c in claimed) == ["cool"] * 3 + ["hot"] * 2
+    claimed = await store.claim_due(NOW, 50, NOW + 60_000, {}, per_connection=4)
+    assert [c.connection_id for c in claimed] == ["hot"] * 4
+    assert await store.count_rule_events("pending") == 4
 
 
 async def test_expired_leases_are_claimed_again(store: Store) -> None:
     await ingest(store, 1)
-    (first,) = await store.claim_due(NOW, 10, NOW + 1_000, [])
+    (first,) = await store.claim_due(NOW, 10, NOW + 1_000, {})
     assert await store.release_expired(NOW + 999) == 0
     assert await store.release_expired(NOW + 1_000) == 1
-    (again,) = await store.claim_due(NOW + 1_000, 10, NOW + 2_000, [])
+    (again,) = await store.claim_due(NOW + 1_000, 10, NOW + 2_000, {})
     assert again.rule_event_id == first.rule_event_id
     assert again.payload == b'{"amount": 1}'
 
 
 async def test_outcomes_settle_deliveries_and_their_event(store: Store) -> None:
     (event,) = await ingest(store, 1, rules=2)
-    claimed = await store.claim_due(NOW, 10, NOW + 60_000, [])
+    claimed = await store.claim_due(NOW, 10, NOW + 60_000, {})
     a, b = (c.rule_event_id for c in claimed)
     await store.write(WriteBatch(outcomes=[outcome(a, event.id, "completed")]))
     page = await store.list_events(EventFilter(workspace_id=WS), 10, None)
@@ -170,7 +180,7 @@ async def test_time_bounds_are_id_bounds(store: Store) -> None:
 
 async def test_requeue_only_touches_settled_deliveries(store: Store) -> None:
     (event,) = await ingest(store, 1, rules=2)
-    a, b = (c.rule_event_id for c in await store.claim_due(NOW, 10, NOW + 60_000, []))
+    a, b = (c.rule_event_id for c in await store.claim_due(NOW, 10, NOW + 60_000, {}))
     await store.write(WriteBatch(outcomes=[outcome(a, event.id, "failed")]))
     assert await store.requeue([a, b], NOW + 1) == [a]  # b is still in flight
     (d,) = (await store.list_deliveries(DeliveryFilter(id=a), 1, None)).records
@@ -181,7 +191,7 @@ async def test_requeue_only_touches_settled_deliveries(store: Store) -> None:
 
 async def test_bulk_requeue_walks_forward_in_batches(store: Store) -> None:
     events = await ingest(store, 30)
-    claimed = await store.claim_due(NOW, 100, NOW + 60_000, [])
+    claimed = await store.claim_due(NOW, 100, NOW + 60_000, {})
     by_event = {c.rule_event_id: c.event_id for c in claimed}
     await store.write(WriteBatch(outcomes=[outcome(r, e, "failed") for r, e in by_event.items()]))
     total, f = 0, DeliveryFilter(connection_id="c1")
@@ -206,7 +216,7 @@ async def test_disabling_a_connection_dead_letters_its_queue(store: Store) -> No
 async def test_retention_keeps_what_is_still_owed(store: Store) -> None:
     (done,) = await ingest(store, 1)
     owed = await ingest(store, 1)
-    (claimed,) = [c for c in await store.claim_due(NOW, 10, NOW + 1, []) if c.event_id == done.id]
+    (claimed,) = [c for c in await store.claim_due(NOW, 10, NOW + 1, {}) if c.event_id == done.id]
     await store.write(WriteBatch(outcomes=[outcome(claimed.rule_event_id, done.id, "completed")]))
     await store.release_expired(NOW + 1)
     assert await store.purge_history(NOW + 1, 100) == 1
@@ -258,3 +268,13 @@ async def test_token_buckets_refill_at_their_rate(store: Store) -> None:
     assert await store.take_tokens("key", 1, rate_per_ms, burst, NOW + 100) == 0
     assert await store.take_tokens("key", 2, rate_per_ms, burst, NOW + 200) == pytest.approx(1.0)
     assert await store.take_tokens("other", 5, rate_per_ms, burst, NOW) == 0
+
+
+async def test_an_outcome_and_a_disable_commit_together(store: Store) -> None:
+    await ingest(store, 3)
+    (claimed,) = await store.claim_due(NOW, 1, NOW + 60_000, {})
+    gone = outcome(claimed.rule_event_id, claimed.event_id, "failed")
+    await store.write(WriteBatch(outcomes=[gone], disable_connections={"c1": "gone"}, now_ms=NOW))
+    assert await store.count_rule_events("failed") == 3
+    assert await store.count_rule_events("pending") == 0
+    assert [a.status_code for a in await store.attempts_of(claimed.rule_event_id)] == [500]

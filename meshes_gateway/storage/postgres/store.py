@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -47,7 +47,6 @@ from meshes_gateway.storage.records import (
     Event,
     EventFilter,
     IdempotencyRecord,
-    Outcome,
     Page,
     PublishableKey,
     Rule,
@@ -67,7 +66,10 @@ from meshes_gateway.storage.rows import (
     WORKSPACE_COLS,
     json_encode,
 )
-from meshes_gateway.storage.tallies import event_deltas, failing_streaks
+from meshes_gateway.storage.tallies import (
+    failing_streaks,
+    within_room,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -79,59 +81,31 @@ _RECONNECT_S = 1.0
 _POOL_MAX = 10
 
 
-def _insert_unnest(table: str, columns: str, types: Sequence[str], extra: str = "") -> str:
-    """`INSERT ... SELECT * FROM unnest($1::t1[], ...)`: a whole batch in one statement."""
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+def _insert_unnest(table: str, columns: str, types: str, extra: str = "") -> str:
+    """`INSERT ... SELECT * FROM unnest(?::t1[], ...)`: a whole batch in one statement."""
+    arrays = ", ".join(f"?::{t}[]" for t in types.split())
     return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){extra}"
 
 
+# The parts of a group commit. They are composed into one statement (data-
+# modifying CTEs), which PostgreSQL runs as one implicit transaction: one round
+# trip per batch, however many tables it touches. `?` marks are numbered once
+# the statement is composed.
 _INSERT_EVENTS = _insert_unnest(
-    "events",
-    EVENT_COLS,
-    [
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "bytea",
-        "text",
-        "int8",
-        "text",
-        "int4",
-        "int4",
-        "int4",
-        "int8",
-    ],
+    "events", EVENT_COLS, "text text text text text bytea text int8 text int4 int4 int4 int8"
 )
 _INSERT_RULE_EVENTS = _insert_unnest(
     "rule_events",
     RULE_EVENT_COLS,
-    [
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "int4",
-        "int8",
-        "text",
-        "int8",
-        "int8",
-        "int8",
-        "text",
-        "int4",
-        "int8",
-    ],
+    "text text text text text text int4 int8 text int8 int8 int8 text int4 int8",
 )
 _INSERT_ATTEMPTS = _insert_unnest(
-    "attempts", ATTEMPT_COLS, ("text", "text", "int8", "int4", "int4", "text", "bytea", "text")
+    "attempts", ATTEMPT_COLS, "text text int8 int4 int4 text bytea text"
 )
 _UPSERT_IDEMPOTENCY = _insert_unnest(
     "idempotency_keys",
     IDEMPOTENCY_COLS,
-    ("text", "text", "bytea", "int4", "bytea", "int8"),
+    "text text bytea int4 bytea int8",
     " ON CONFLICT (workspace_id, key) DO UPDATE SET request_digest = excluded.request_digest,"
     " status = excluded.status, body = excluded.body, created_at_ms = excluded.created_at_ms",
 )
@@ -142,16 +116,17 @@ UPDATE rule_events r SET status = v.status, attempt_count = r.attempt_count + 1,
   schedule_attempts = r.schedule_attempts + 1, trigger = 'scheduled',
   next_attempt_at_ms = v.next_at, last_error = v.err, completed_at_ms = v.done,
   lease_until_ms = NULL
-FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
+FROM unnest(?::text[], ?::text[], ?::int8[], ?::text[], ?::int8[])
   AS v(id, status, next_at, err, done)
 WHERE r.id = v.id AND r.status = 'processing'
-RETURNING r.event_id, r.status
+RETURNING r.event_id, r.status, r.completed_at_ms
 """
 _FAILING_STREAKS = """
 UPDATE connections c SET failing_since_ms =
   CASE WHEN v.since IS NULL THEN NULL ELSE coalesce(c.failing_since_ms, v.since) END
-FROM unnest($1::text[], $2::int8[]) AS v(id, since) WHERE c.id = v.id
+FROM unnest(?::text[], ?::int8[]) AS v(id, since) WHERE c.id = v.id
 """
+# The events' counters move by the deliveries `applied` (the CTE above) settled.
 _COUNT_OUTCOMES = """
 UPDATE events e SET completed_count = e.completed_count + v.c,
   failed_count = e.failed_count + v.f,
@@ -161,8 +136,12 @@ UPDATE events e SET completed_count = e.completed_count + v.c,
     ELSE 'processing' END,
   completed_at_ms = CASE
     WHEN e.completed_count + e.failed_count + v.c + v.f >= e.total_rules THEN v.done END
-FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[]) AS v(id, c, f, done)
-WHERE e.id = v.id
+FROM (
+  SELECT event_id, count(*) FILTER (WHERE status = 'completed') AS c,
+         count(*) FILTER (WHERE status = 'failed') AS f, max(completed_at_ms) AS done
+  FROM applied GROUP BY event_id
+) AS v
+WHERE e.id = v.event_id
 """
 _REFRESH_EVENTS = """
 UPDATE events e SET
@@ -184,15 +163,17 @@ FROM (
 ) AS a
 WHERE e.id = a.event_id
 """
+_CANDIDATES = """
+SELECT id, connection_id FROM rule_events
+WHERE status = 'pending' AND next_attempt_at_ms <= $1 AND connection_id <> ALL($2::text[])
+ORDER BY next_attempt_at_ms LIMIT $3
+FOR UPDATE SKIP LOCKED
+"""
 _CLAIM = """
 WITH claimed AS (
   UPDATE rule_events SET status = 'processing', lease_until_ms = $2,
     started_at_ms = coalesce(started_at_ms, $1)
-  WHERE id IN (
-    SELECT id FROM rule_events
-    WHERE status = 'pending' AND next_attempt_at_ms <= $1 AND connection_id <> ALL($3::text[])
-    ORDER BY next_attempt_at_ms LIMIT $4
-    FOR UPDATE SKIP LOCKED)
+  WHERE id = ANY($3::text[])
   RETURNING id, event_id, workspace_id, rule_id, connection_id, attempt_count,
     schedule_attempts, trigger
 )
@@ -333,12 +314,19 @@ class PostgresStore:
             raise StoreError("store is not open")
         return self._pool
 
-    async def _tx(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run `fn` in one transaction on a pooled connection; retried after a deadlock."""
+    async def _tx(self, fn: Callable[[Conn], Awaitable[T]], transaction: bool = True) -> T:
+        """Run `fn` in one transaction on a pooled connection; retried after a deadlock.
+
+        `transaction=False` for a single statement, which is a transaction of
+        its own (saving the BEGIN and COMMIT round trips).
+        """
         for attempt in range(_ATTEMPTS_ON_DEADLOCK):
             try:
-                async with self._p.acquire() as conn, conn.transaction():
-                    return await fn(conn)
+                async with self._p.acquire() as conn:
+                    if not transaction:
+                        return await fn(conn)
+                    async with conn.transaction():
+                        return await fn(conn)
             except asyncpg.DeadlockDetectedError:
                 if attempt == _ATTEMPTS_ON_DEADLOCK - 1:
                     raise StoreError("write failed: deadlock, retries exhausted") from None
@@ -649,39 +637,60 @@ class PostgresStore:
 
     # -- ingest and delivery -----------------------------------------------------
     async def write(self, batch: WriteBatch) -> None:
-        await self._tx(lambda conn: self._write(conn, batch))
-
-    async def _write(self, conn: Conn, batch: WriteBatch) -> None:
-        if batch.events:
-            await conn.execute(_INSERT_EVENTS, *_columns(batch.events))
-        if batch.rule_events:
-            await conn.execute(_INSERT_RULE_EVENTS, *_columns(batch.rule_events))
-            if any(r.status == "pending" for r in batch.rule_events):
-                await conn.execute("SELECT pg_notify($1, '')", self._work_channel)
-        if batch.idempotency:
-            await conn.execute(_UPSERT_IDEMPOTENCY, *_columns(batch.idempotency))
-        if batch.outcomes:
-            await self._record_outcomes(conn, batch.outcomes)
         if batch.disable_connections:
-            await self._disable(conn, batch.disable_connections, batch.now_ms)
+            # Rare (an endpoint gone): several statements, the last ones reading
+            # what the first wrote, which one statement's snapshot cannot.
+            await self._tx(lambda conn: self._write_with_disable(conn, batch))
+            return
+        sql, args = self._group_commit(batch)
+        await self._tx(lambda conn: conn.execute(sql, *args), transaction=False)
 
-    async def _record_outcomes(self, conn: Conn, outcomes: list[Outcome]) -> None:
-        applied = await conn.fetch(
-            _APPLY_OUTCOMES,
-            [o.rule_event_id for o in outcomes],
-            [o.status for o in outcomes],
-            [o.next_attempt_at_ms for o in outcomes],
-            [o.last_error for o in outcomes],
-            [o.completed_at_ms for o in outcomes],
-        )
-        await conn.execute(_INSERT_ATTEMPTS, *_columns([o.attempt for o in outcomes]))
-        streaks = failing_streaks(outcomes)
-        if streaks:
-            await conn.execute(_FAILING_STREAKS, list(streaks), list(streaks.values()))
-        deltas = event_deltas(((r[0], r[1]) for r in applied), outcomes)
-        if deltas:
-            ids, completed, failed, done = (list(column) for column in zip(*deltas, strict=True))
-            await conn.execute(_COUNT_OUTCOMES, ids, completed, failed, done)
+    def _group_commit(self, batch: WriteBatch) -> tuple[str, list[Any]]:
+        """The whole batch as one statement, and its arguments."""
+        parts: list[str] = []
+        args: list[Any] = []
+
+        def part(name: str, sql: str, values: Sequence[Any]) -> None:
+            parts.append(f"{name} AS ({sql})")
+            args.extend(values)
+
+        if batch.events:
+            part("new_events", _INSERT_EVENTS, _columns(batch.events))
+        if batch.rule_events:
+            part("new_rule_events", _INSERT_RULE_EVENTS, _columns(batch.rule_events))
+        if batch.idempotency:
+            part("answers", _UPSERT_IDEMPOTENCY, _columns(batch.idempotency))
+        if batch.outcomes:
+            outcomes = batch.outcomes
+            part(
+                "applied",
+                _APPLY_OUTCOMES,
+                [
+                    [o.rule_event_id for o in outcomes],
+                    [o.status for o in outcomes],
+                    [o.next_attempt_at_ms for o in outcomes],
+                    [o.last_error for o in outcomes],
+                    [o.completed_at_ms for o in outcomes],
+                ],
+            )
+            part("new_attempts", _INSERT_ATTEMPTS, _columns([o.attempt for o in outcomes]))
+            streaks = failing_streaks(outcomes)
+            if streaks:
+                part("streaks", _FAILING_STREAKS, [list(streaks), list(streaks.values())])
+            part("counted", _COUNT_OUTCOMES, [])
+        # Deliveries left pending (no room to send them here): wake the other replicas.
+        if any(r.status == "pending" for r in batch.rule_events):
+            final, args = "SELECT pg_notify(?, '')", [*args, self._work_channel]
+        else:
+            final = "SELECT 1"
+        return numbered(f"WITH {', '.join(parts)} {final}"), args
+
+    async def _write_with_disable(self, conn: Conn, batch: WriteBatch) -> None:
+        rest = msgspec.structs.replace(batch, disable_connections={})
+        if rest.events or rest.rule_events or rest.idempotency or rest.outcomes:
+            sql, args = self._group_commit(rest)
+            await conn.execute(sql, *args)
+        await self._disable(conn, batch.disable_connections, batch.now_ms)
 
     async def _disable(self, conn: Conn, reasons: dict[str, str], now_ms: int) -> None:
         """Disable connections and dead-letter their queued deliveries (replayable later)."""
@@ -704,13 +713,26 @@ class PostgresStore:
         await conn.execute("SELECT pg_notify($1, '')", self._config_channel)
 
     async def claim_due(
-        self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
+        self,
+        now_ms: int,
+        limit: int,
+        lease_until_ms: int,
+        room: Mapping[str, int],
+        per_connection: int | None = None,
     ) -> list[Claimed]:
-        rows = await self._tx(
-            lambda conn: conn.fetch(
-                _CLAIM, now_ms, lease_until_ms, list(exclude_connections), limit
-            )
-        )
+        excluded = [c for c, free in room.items() if free <= 0]
+
+        async def claim(conn: Conn) -> list[asyncpg.Record]:
+            # Candidates are locked SKIP LOCKED, so replicas claiming at once get
+            # disjoint sets; those that do not fit are unlocked at commit, unwritten.
+            # Only `limit` of them (SQLite reads more): each locked row is one
+            # another replica claiming at the same moment cannot have.
+            candidates = await conn.fetch(_CANDIDATES, now_ms, excluded, limit)
+            pairs = ((r[0], r[1]) for r in candidates)
+            ids = within_room(pairs, room, per_connection or limit, limit)
+            return list(await conn.fetch(_CLAIM, now_ms, lease_until_ms, ids)) if ids else []
+
+        rows = await self._tx(claim)
         return [
             Claimed(
                 rule_event_id=r[0],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -55,7 +55,11 @@ from meshes_gateway.storage.rows import (
     json_encode,
 )
 from meshes_gateway.storage.sqlite.migrate import migrate
-from meshes_gateway.storage.tallies import event_deltas, failing_streaks
+from meshes_gateway.storage.tallies import (
+    event_deltas,
+    failing_streaks,
+    within_room,
+)
 
 # An event's aggregate status from its rule events, for the events in `a`.
 _REFRESH_EVENTS = """
@@ -77,6 +81,9 @@ WHERE events.id = a.event_id
 """
 _CHUNK = 500
 T = TypeVar("T")
+# A claim reads this many due rows per free slot, so that the rows of a
+# connection with little room left hide fewer of the others' behind them.
+CANDIDATES_PER_SLOT = 4
 
 
 def _exclusive_lock(path: Path) -> IO[bytes]:
@@ -204,19 +211,30 @@ def _disable(db: sqlite3.Connection, reasons: dict[str, str], now_ms: int) -> No
 
 
 def _claim(
-    db: sqlite3.Connection, now_ms: int, limit: int, lease_until_ms: int, excluded: list[str]
+    db: sqlite3.Connection,
+    now_ms: int,
+    limit: int,
+    lease_until_ms: int,
+    room: Mapping[str, int],
+    per_connection: int,
 ) -> list[Claimed]:
-    """Lease due pending deliveries and read what the sender needs of their events."""
+    """Lease due pending deliveries that fit their connections' room; read their events."""
+    excluded = [c for c, free in room.items() if free <= 0]
+    candidates = db.execute(
+        "SELECT id, connection_id FROM rule_events"
+        " WHERE status = 'pending' AND next_attempt_at_ms <= ?"
+        f" AND connection_id NOT IN ({_marks(len(excluded))})"
+        " ORDER BY next_attempt_at_ms LIMIT ?",
+        (now_ms, *excluded, limit * CANDIDATES_PER_SLOT),
+    ).fetchall()
+    ids = within_room(candidates, room, per_connection, limit)
     claimed = db.execute(
         "UPDATE rule_events SET status = 'processing', lease_until_ms = ?,"
         " started_at_ms = COALESCE(started_at_ms, ?)"
-        " WHERE id IN (SELECT id FROM rule_events"
-        "   WHERE status = 'pending' AND next_attempt_at_ms <= ?"
-        f"  AND connection_id NOT IN ({_marks(len(excluded))})"
-        "   ORDER BY next_attempt_at_ms LIMIT ?)"
+        f" WHERE id IN ({_marks(len(ids))})"
         " RETURNING id, event_id, workspace_id, rule_id, connection_id,"
         " attempt_count, schedule_attempts, trigger",
-        (lease_until_ms, now_ms, now_ms, *excluded, limit),
+        (lease_until_ms, now_ms, *ids),
     ).fetchall()
     if not claimed:
         return []
@@ -616,7 +634,12 @@ class SqliteStore:
         await self._atomically(partial(_write_batch, batch=batch))
 
     async def claim_due(
-        self, now_ms: int, limit: int, lease_until_ms: int, exclude_connections: Sequence[str]
+        self,
+        now_ms: int,
+        limit: int,
+        lease_until_ms: int,
+        room: Mapping[str, int],
+        per_connection: int | None = None,
     ) -> list[Claimed]:
         return await self._atomically(
             partial(
@@ -624,7 +647,8 @@ class SqliteStore:
                 now_ms=now_ms,
                 limit=limit,
                 lease_until_ms=lease_until_ms,
-                excluded=list(exclude_connections),
+                room=room,
+                per_connection=per_connection or limit,
             )
         )
 
