@@ -65,6 +65,7 @@ class Scheduler:
         # Hand-offs whose commit finished after `stop`: not sent, released on shutdown.
         self.late_handoffs: list[str] = []
         self._next_sweep_ms = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def inflight(self) -> int:
@@ -191,7 +192,9 @@ class Scheduler:
             self._spawn(delivery)
 
     def _spawn(self, delivery: Claimed) -> None:
-        task = asyncio.create_task(self._deliver(delivery))
+        if self._loop is None:  # looked up once: see Writer._running_loop
+            self._loop = asyncio.get_running_loop()
+        task = self._loop.create_task(self._deliver(delivery))
         self._tasks[task] = delivery
         task.add_done_callback(self._finished)
 
