@@ -50,6 +50,9 @@ class IdempotencyGate:
         self._ttl_ms = ttl_s * 1000
         self._inflight: dict[tuple[str, str], tuple[bytes, asyncio.Future[Answer | None]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # When this process reserved a key in the shared database, to drop
+        # exactly that reservation (not a later holder's) if the request fails.
+        self._reserved_at: dict[tuple[str, str], int] = {}
 
     @staticmethod
     def check_key(key: str) -> None:
@@ -118,6 +121,7 @@ class IdempotencyGate:
                 stale_before_ms=now - STALE_S * 1000,
             )
             if held is None:
+                self._reserved_at[(scope, key)] = now
                 return None
             self._same_body(held.request_digest, digest)
             if held.status != 0:
@@ -132,13 +136,16 @@ class IdempotencyGate:
     def finish(self, scope: str, key: str, answer: Answer) -> None:
         _, future = self._inflight.pop((scope, key))
         future.set_result(answer)
+        self._reserved_at.pop((scope, key), None)
 
     def abort(self, scope: str, key: str) -> None:
         _, future = self._inflight.pop((scope, key))
         future.set_result(None)
-        if self._store.shared:
+        reserved_at = self._reserved_at.pop((scope, key), None)
+        if reserved_at is not None:
             # Free the key for a retry now rather than after `STALE_S`.
-            task = asyncio.ensure_future(self._store.drop_reservation(scope, key))
+            drop = self._store.drop_reservation(scope, key, reserved_at)
+            task = asyncio.ensure_future(drop)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 

@@ -114,7 +114,9 @@ class Store(Protocol):
         before `stale_before_ms` (its process died), is taken over.
         """
 
-    async def drop_reservation(self, workspace_id: str, key: str) -> None: ...
+    async def drop_reservation(self, workspace_id: str, key: str, reserved_at_ms: int) -> None:
+        """Drop the reservation made at `reserved_at_ms` (not an answer, nor a later one)."""
+
     async def take_tokens(
         self, key: str, count: int, rate_per_ms: float, burst: float, now_ms: int
     ) -> float:

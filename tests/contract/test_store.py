@@ -257,8 +257,15 @@ async def test_idempotency_reservations_hold_until_answered_or_stale(store: Stor
     await store.write(WriteBatch(idempotency=[answer]))
     again = await store.reserve_idempotency(mine(NOW + 50_000), NOW - 1, NOW + 60_000)
     assert again == answer
-    await store.drop_reservation(WS, "k")  # only reservations are dropped, not answers
+    await store.drop_reservation(WS, "k", NOW)  # only reservations are dropped, not answers
     assert await store.get_idempotency(WS, "k") == answer
+    # A failed request drops its own reservation, not one made after it went stale.
+    await store.purge_idempotency(NOW + 100_000)
+    assert await store.reserve_idempotency(mine(NOW + 60_000), NOW, NOW) is None
+    await store.drop_reservation(WS, "k", NOW + 40_000)
+    assert await store.get_idempotency(WS, "k") is not None
+    await store.drop_reservation(WS, "k", NOW + 60_000)
+    assert await store.get_idempotency(WS, "k") is None
 
 
 async def test_token_buckets_refill_at_their_rate(store: Store) -> None:

@@ -87,3 +87,20 @@ async def test_a_rate_limit_holds_across_replicas(
     body = {"event": "invoice.paid", "payload": {}}
     statuses = [(await api.emit(key, body))[0] for api in (a, b, a, b)]
     assert statuses == [201, 201, 201, 429]  # a burst of 3, shared
+
+
+async def test_a_failed_request_frees_its_key_for_a_retry_on_another_replica(
+    pair: tuple[Api, Api], receiver: Receiver
+) -> None:
+    a, b = pair
+    _, key, _, _ = await a.setup_route(receiver.url())
+    status, _ = await a.emit(key, {"event": "", "payload": {}}, **{"Idempotency-Key": "k2"})
+    assert status == 422
+
+    async def retried() -> bool:
+        status, _ = await b.emit(
+            key, {"event": "invoice.paid", "payload": {}}, **{"Idempotency-Key": "k2"}
+        )
+        return status == 201
+
+    await b.until(retried, timeout_s=2)  # not after the 30 s a dead replica's hold lasts

@@ -597,11 +597,13 @@ class PostgresStore:
             return None
         return await self.get_idempotency(record.workspace_id, record.key)
 
-    async def drop_reservation(self, workspace_id: str, key: str) -> None:
+    async def drop_reservation(self, workspace_id: str, key: str, reserved_at_ms: int) -> None:
         await self._execute(
-            "DELETE FROM idempotency_keys WHERE workspace_id = $1 AND key = $2 AND status = 0",
+            "DELETE FROM idempotency_keys"
+            " WHERE workspace_id = $1 AND key = $2 AND status = 0 AND created_at_ms = $3",
             workspace_id,
             key,
+            reserved_at_ms,
         )
 
     async def take_tokens(

@@ -605,10 +605,11 @@ class SqliteStore:
             return None
         return await self.get_idempotency(record.workspace_id, record.key)
 
-    async def drop_reservation(self, workspace_id: str, key: str) -> None:
+    async def drop_reservation(self, workspace_id: str, key: str, reserved_at_ms: int) -> None:
         await self._one_write(
-            "DELETE FROM idempotency_keys WHERE workspace_id = ? AND key = ? AND status = 0",
-            (workspace_id, key),
+            "DELETE FROM idempotency_keys"
+            " WHERE workspace_id = ? AND key = ? AND status = 0 AND created_at_ms = ?",
+            (workspace_id, key, reserved_at_ms),
         )
 
     async def take_tokens(
