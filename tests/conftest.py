@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,46 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.fernet import Fernet
 
 from meshes_gateway.api.state import GATEWAY, Gateway
 from meshes_gateway.app import create_app
 from meshes_gateway.clock import Clock, ManualClock
 from meshes_gateway.config import Settings
+from tests.pg import drop_schemas, require_server
 
 ACCESS_KEY = "mk_testAccessKey0123456789ab"
 SECRET_KEY = "s" * 43
+# `MESHES_TEST_BACKEND=postgres` runs the in-process gateways over PostgreSQL
+# (a fresh schema each, dropped at the end of the session): `make test` runs
+# the integration suite once per backend.
+ON_POSTGRES = os.environ.get("MESHES_TEST_BACKEND") == "postgres"
+_SCHEMAS = f"it_{secrets.token_hex(4)}_"
+_KEY = Fernet.generate_key().decode()
+
+
+def _postgres_settings() -> dict[str, Any]:
+    url = require_server()
+    schema = _SCHEMAS + secrets.token_hex(4)
+    return {
+        "database_url": f"{url}{'&' if '?' in url else '?'}schema={schema}",
+        "encryption_key": _KEY,
+    }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if ON_POSTGRES:
+        skip = pytest.mark.skip(reason="checks the SQLite file itself")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> Iterator[None]:
+    yield
+    if ON_POSTGRES:
+        asyncio.run(drop_schemas(_SCHEMAS))
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -35,6 +69,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "sqlite_synchronous": "NORMAL",
         "shutdown_grace_s": 2.0,
     }
+    if ON_POSTGRES:
+        values.update(_postgres_settings())
     values.update(overrides)
     return Settings(**values)
 

@@ -55,3 +55,35 @@ async def fresh_schema() -> AsyncIterator[str]:
             await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         finally:
             await conn.close()
+
+
+async def drop_schemas(prefix: str) -> None:
+    """Drop every schema whose name starts with `prefix` (a test session's leftovers)."""
+    import asyncpg
+
+    url = server_url()
+    if url is None:
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        names = await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
+        )
+        for (name,) in names:
+            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def table_counts(url: str, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows per table in the schema a gateway's database URL names."""
+    import asyncpg
+
+    from meshes_gateway.storage.postgres.store import split_url
+
+    dsn, schema = split_url(url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        return {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}  # noqa: S608
+    finally:
+        await conn.close()

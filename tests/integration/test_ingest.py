@@ -9,14 +9,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api, Receiver
+from tests.pg import table_counts
 
 
-def row_counts(api: Api) -> dict[str, int]:
-    path = api.gateway.settings.sqlite_path
-    with sqlite3.connect(path) as conn:
+async def row_counts(api: Api) -> dict[str, int]:
+    tables = ("events", "rule_events", "idempotency_keys")
+    settings = api.gateway.settings
+    if settings.postgres:
+        return await table_counts(settings.database_url, tables)
+    with sqlite3.connect(settings.sqlite_path) as conn:
         return {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-            for table in ("events", "rule_events", "idempotency_keys")
+            for table in tables
         }
 
 
@@ -50,7 +54,7 @@ async def test_bulk_accepts_valid_records_and_reports_the_rest(
     assert records[4]["errors"][0]["pointer"] == "/4/event"
     assert all(records[i]["status"] == 422 for i in (1, 2, 4))
     await receiver.wait_for(2)
-    assert row_counts(api)["events"] == 2
+    assert (await row_counts(api))["events"] == 2
 
 
 async def test_bulk_of_all_valid_is_201(api: Api, route: tuple[str, str]) -> None:
@@ -62,7 +66,7 @@ async def test_bulk_of_all_valid_is_201(api: Api, route: tuple[str, str]) -> Non
     assert body["error_count"] == 0
     assert [r["event"] for r in body["records"]] == ["e.n"] * 1000
     assert len({r["id"] for r in body["records"]}) == 1000
-    assert row_counts(api)["rule_events"] == 1000
+    assert (await row_counts(api))["rule_events"] == 1000
 
 
 async def test_idempotency_key_replays_the_first_answer(
@@ -75,14 +79,14 @@ async def test_idempotency_key_replays_the_first_answer(
     assert (s1, s2) == (201, 201)
     assert first == second
     await receiver.wait_for(1)
-    assert row_counts(api)["events"] == 1
+    assert (await row_counts(api))["events"] == 1
 
     s3, problem = await api.emit(
         key, {"event": "invoice.paid", "payload": {"n": 2}}, **{"Idempotency-Key": "k-1"}
     )
     assert s3 == 422
     assert "different request body" in problem["detail"]
-    assert row_counts(api)["events"] == 1
+    assert (await row_counts(api))["events"] == 1
 
 
 async def test_concurrent_requests_with_one_idempotency_key_create_one_event(
@@ -98,7 +102,7 @@ async def test_concurrent_requests_with_one_idempotency_key_create_one_event(
     assert {json.dumps(a, sort_keys=True) for a in answers} == {
         json.dumps(answers[0], sort_keys=True)
     }
-    assert row_counts(api)["events"] == 1
+    assert (await row_counts(api))["events"] == 1
 
 
 BAD_INPUT: list[tuple[str, dict[str, Any], bytes, int]] = [
@@ -142,14 +146,14 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(
     sent = {"X-Meshes-Publishable-Key": key, "Content-Type": "application/json"} | headers
     if sent["X-Meshes-Publishable-Key"] == "":
         del sent["X-Meshes-Publishable-Key"]
-    before = row_counts(api)
+    before = await row_counts(api)
     resp = await api.client.post("/api/v1/events", data=raw, headers=sent)
     assert resp.status == status
     assert resp.content_type == "application/problem+json"
     problem = await resp.json(content_type=None)
     assert problem["status"] == status
     assert problem["message"]
-    assert row_counts(api) == before
+    assert await row_counts(api) == before
 
 
 @pytest.mark.parametrize(
@@ -167,7 +171,7 @@ async def test_bad_bulk_writes_nothing(
     api: Api, route: tuple[str, str], raw: bytes, status: int
 ) -> None:
     _, key = route
-    before = row_counts(api)
+    before = await row_counts(api)
     resp = await api.client.post(
         "/api/v1/events/bulk",
         data=raw,
@@ -175,7 +179,7 @@ async def test_bad_bulk_writes_nothing(
     )
     assert resp.status == status
     assert resp.content_type == "application/problem+json"
-    assert row_counts(api) == before
+    assert await row_counts(api) == before
 
 
 async def test_revoked_key_is_refused(api: Api, route: tuple[str, str]) -> None:

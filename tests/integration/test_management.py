@@ -38,6 +38,7 @@ async def test_workspace_lifecycle_and_list_envelope(api: Api) -> None:
     await api.call("GET", f"/api/v1/workspaces/{created['id']}", expect=404)
 
 
+@pytest.mark.sqlite_only
 async def test_signing_secret_is_shown_once_and_encrypted_at_rest(
     api: Api, receiver: Receiver
 ) -> None:

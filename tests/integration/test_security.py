@@ -112,6 +112,7 @@ PASSWORD_CANARY = "pw_CANARY_hunter2"
 TOKEN_CANARY = "tok_CANARY_bearer"
 
 
+@pytest.mark.sqlite_only
 async def test_canary_secrets_never_leak(
     tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:

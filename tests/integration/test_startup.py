@@ -49,6 +49,7 @@ async def test_first_start_creates_credentials_once(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == creds
 
 
+@pytest.mark.sqlite_only
 async def test_second_process_on_same_database_is_refused(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data")
     first: TestClient[web.Request, web.Application] = TestClient(
@@ -77,7 +78,11 @@ async def test_a_different_encryption_key_is_refused_at_start(tmp_path: Path) ->
     )
     await client.start_server()
     await client.close()
-    other = make_settings(tmp_path / "data", encryption_key=Fernet.generate_key().decode())
+    other = make_settings(
+        tmp_path / "data",
+        encryption_key=Fernet.generate_key().decode(),
+        database_url=first.database_url,
+    )
     client = TestClient(TestServer(create_app(other), host="127.0.0.1"))
     with pytest.raises(SecretBoxError, match="encryption key differs"):
         await client.start_server()
