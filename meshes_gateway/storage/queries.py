@@ -12,8 +12,61 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from meshes_gateway.storage.records import DeliveryFilter, EventFilter, Page
-from meshes_gateway.storage.rows import EVENT_LIST_COLS, RULE_EVENT_COLS
+from meshes_gateway.storage.records import Connection, DeliveryFilter, EventFilter, Page, RuleFilter
+from meshes_gateway.storage.rows import (
+    CONNECTION_COLS,
+    EVENT_LIST_COLS,
+    RULE_COLS,
+    RULE_EVENT_COLS,
+    WORKSPACE_COLS,
+    json_encode,
+)
+
+UPDATE_CONNECTION = (
+    "UPDATE connections SET name = ?, metadata = ?, secrets_enc = ?, active = ?,"
+    " inactive_reason = ?, hidden = ?, updated_at_ms = ?, failing_since_ms = ? WHERE id = ?"
+)
+
+
+def connection_update(c: Connection) -> list[Any]:
+    """The parameters of `UPDATE_CONNECTION`."""
+    return [
+        c.name,
+        json_encode(c.metadata).decode(),
+        c.secrets_enc,
+        c.active,
+        c.inactive_reason,
+        c.hidden,
+        c.updated_at_ms,
+        c.failing_since_ms,
+        c.id,
+    ]
+
+
+def refresh_events(which: str) -> str:
+    """Recompute events' status and counts from their rule events; `which` selects the
+    events by `event_id` (`IN (...)` on SQLite, `= ANY(...)` on PostgreSQL)."""
+    return f"""
+UPDATE events SET
+  status = CASE
+    WHEN a.c = a.n THEN 'completed'
+    WHEN a.c + a.f = a.n THEN 'failed'
+    WHEN a.fresh = a.n THEN 'pending'
+    ELSE 'processing' END,
+  completed_count = a.c,
+  failed_count = a.f,
+  completed_at_ms = CASE WHEN a.c + a.f = a.n THEN a.done END
+FROM (
+  SELECT event_id, count(*) AS n,
+         count(*) FILTER (WHERE status = 'completed') AS c,
+         count(*) FILTER (WHERE status = 'failed') AS f,
+         count(*) FILTER (WHERE status = 'pending' AND attempt_count = 0) AS fresh,
+         max(completed_at_ms) AS done
+  FROM rule_events WHERE event_id {which} GROUP BY event_id
+) AS a
+WHERE events.id = a.event_id
+"""
+
 
 Query = tuple[str, list[Any]]
 _MARK = re.compile(r"\?")
@@ -58,6 +111,43 @@ def newest_first(
     """A page of `select` newest first by id, after a cursor, with equality filters."""
     clause, params = where(equal_to(filters), id_range(None, None, after, id_column))
     return f"{select}{clause} ORDER BY {id_column} DESC LIMIT ?", [*params, limit + 1]
+
+
+def workspaces_query(limit: int, after: str | None) -> Query:
+    return newest_first(f"SELECT {WORKSPACE_COLS} FROM workspaces", "id", (), limit, after)
+
+
+def connections_query(workspace_id: str | None, limit: int, after: str | None) -> Query:
+    return newest_first(
+        f"SELECT {CONNECTION_COLS} FROM connections",
+        "id",
+        (("workspace_id", workspace_id),),
+        limit,
+        after,
+    )
+
+
+def rules_query(
+    workspace_id: str | None,
+    connection_id: str | None,
+    f: RuleFilter,
+    limit: int,
+    after: str | None,
+) -> Query:
+    """A rule listing with Meshes' filters (exact event pattern, resource, resource id)."""
+    return newest_first(
+        f"SELECT {RULE_COLS} FROM rules",
+        "id",
+        (
+            ("workspace_id", workspace_id),
+            ("connection_id", connection_id),
+            ("event", f.event),
+            ("resource", f.resource),
+            ("resource_id", f.resource_id),
+        ),
+        limit,
+        after,
+    )
 
 
 def events_query(f: EventFilter, limit: int, after: str | None) -> Query:

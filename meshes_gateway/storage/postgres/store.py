@@ -143,26 +143,7 @@ FROM (
 ) AS v
 WHERE e.id = v.event_id
 """
-_REFRESH_EVENTS = """
-UPDATE events e SET
-  status = CASE
-    WHEN a.c = a.n THEN 'completed'
-    WHEN a.c + a.f = a.n THEN 'failed'
-    WHEN a.fresh = a.n THEN 'pending'
-    ELSE 'processing' END,
-  completed_count = a.c,
-  failed_count = a.f,
-  completed_at_ms = CASE WHEN a.c + a.f = a.n THEN a.done END
-FROM (
-  SELECT event_id, count(*) AS n,
-         count(*) FILTER (WHERE status = 'completed') AS c,
-         count(*) FILTER (WHERE status = 'failed') AS f,
-         count(*) FILTER (WHERE status = 'pending' AND attempt_count = 0) AS fresh,
-         max(completed_at_ms) AS done
-  FROM rule_events WHERE event_id = ANY($1::text[]) GROUP BY event_id
-) AS a
-WHERE e.id = a.event_id
-"""
+_REFRESH_EVENTS = queries.refresh_events("= ANY($1::text[])")
 _CANDIDATES = """
 SELECT id, connection_id FROM rule_events
 WHERE status = 'pending' AND next_attempt_at_ms <= $1 AND connection_id <> ALL($2::text[])
@@ -427,10 +408,7 @@ class PostgresStore:
         return page([convert(r) for r in await self._fetch(numbered(sql), *params)], limit, key)
 
     async def list_workspaces(self, limit: int, after: str | None) -> Page:
-        query = queries.newest_first(
-            f"SELECT {WORKSPACE_COLS} FROM workspaces", "id", (), limit, after
-        )
-        return await self._page(to.workspace, query, limit)
+        return await self._page(to.workspace, queries.workspaces_query(limit, after), limit)
 
     async def add_publishable_key(self, key: PublishableKey) -> None:
         await self._execute(
@@ -479,19 +457,7 @@ class PostgresStore:
 
     async def update_connection(self, connection: Connection) -> None:
         await self._execute(
-            "UPDATE connections SET name = $1, metadata = $2, secrets_enc = $3, active = $4,"
-            " inactive_reason = $5, hidden = $6, updated_at_ms = $7, failing_since_ms = $8"
-            " WHERE id = $9",
-            connection.name,
-            json_encode(connection.metadata).decode(),
-            connection.secrets_enc,
-            connection.active,
-            connection.inactive_reason,
-            connection.hidden,
-            connection.updated_at_ms,
-            connection.failing_since_ms,
-            connection.id,
-            config=True,
+            numbered(queries.UPDATE_CONNECTION), *queries.connection_update(connection), config=True
         )
 
     async def delete_connection(self, connection_id: str) -> None:
@@ -506,13 +472,7 @@ class PostgresStore:
     async def list_connections(
         self, workspace_id: str | None, limit: int, after: str | None
     ) -> Page:
-        query = queries.newest_first(
-            f"SELECT {CONNECTION_COLS} FROM connections",
-            "id",
-            (("workspace_id", workspace_id),),
-            limit,
-            after,
-        )
+        query = queries.connections_query(workspace_id, limit, after)
         return await self._page(to.connection, query, limit)
 
     async def create_rule(self, rule: Rule) -> None:
@@ -539,20 +499,7 @@ class PostgresStore:
         after: str | None,
         f: RuleFilter | None = None,
     ) -> Page:
-        f = f or RuleFilter()
-        query = queries.newest_first(
-            f"SELECT {RULE_COLS} FROM rules",
-            "id",
-            (
-                ("workspace_id", workspace_id),
-                ("connection_id", connection_id),
-                ("event", f.event),
-                ("resource", f.resource),
-                ("resource_id", f.resource_id),
-            ),
-            limit,
-            after,
-        )
+        query = queries.rules_query(workspace_id, connection_id, f or RuleFilter(), limit, after)
         return await self._page(to.rule, query, limit)
 
     async def rules_of_workspace(self, workspace_id: str) -> list[Rule]:

@@ -61,24 +61,6 @@ from meshes_gateway.storage.tallies import (
     within_room,
 )
 
-# An event's aggregate status from its rule events, for the events in `a`.
-_REFRESH_EVENTS = """
-UPDATE events SET
-  status = CASE
-    WHEN a.c = a.n THEN 'completed'
-    WHEN a.c + a.f = a.n THEN 'failed'
-    WHEN a.fresh = a.n THEN 'pending'
-    ELSE 'processing' END,
-  completed_count = a.c,
-  failed_count = a.f,
-  completed_at_ms = CASE WHEN a.c + a.f = a.n THEN a.done END
-FROM (
-  SELECT event_id, count(*) AS n, sum(status = 'completed') AS c, sum(status = 'failed') AS f,
-         sum(status = 'pending' AND attempt_count = 0) AS fresh, max(completed_at_ms) AS done
-  FROM rule_events WHERE event_id IN ({marks}) GROUP BY event_id
-) AS a
-WHERE events.id = a.event_id
-"""
 _CHUNK = 500
 T = TypeVar("T")
 # A claim reads this many due rows per free slot, so that the rows of a
@@ -101,7 +83,7 @@ def _refresh_events(db: sqlite3.Connection, event_ids: list[str]) -> None:
     """Recompute the stored status and counts of these events from their rule events."""
     for start in range(0, len(event_ids), _CHUNK):
         chunk = event_ids[start : start + _CHUNK]
-        db.execute(_REFRESH_EVENTS.format(marks=_marks(len(chunk))), chunk)
+        db.execute(queries.refresh_events(f"IN ({_marks(len(chunk))})"), chunk)
 
 
 def _write_batch(db: sqlite3.Connection, batch: WriteBatch) -> None:
@@ -443,9 +425,7 @@ class SqliteStore:
         return to.workspace(rows[0]) if rows else None
 
     async def list_workspaces(self, limit: int, after: str | None) -> Page:
-        sql, params = queries.newest_first(
-            f"SELECT {WORKSPACE_COLS} FROM workspaces", "id", (), limit, after
-        )
+        sql, params = queries.workspaces_query(limit, after)
         return page([to.workspace(r) for r in await self._fetch(sql, params)], limit, _id)
 
     async def add_publishable_key(self, key: PublishableKey) -> None:
@@ -486,22 +466,7 @@ class SqliteStore:
         )
 
     async def update_connection(self, connection: Connection) -> None:
-        await self._one_write(
-            "UPDATE connections SET name = ?, metadata = ?, secrets_enc = ?, active = ?,"
-            " inactive_reason = ?, hidden = ?, updated_at_ms = ?, failing_since_ms = ?"
-            " WHERE id = ?",
-            (
-                connection.name,
-                json_encode(connection.metadata).decode(),
-                connection.secrets_enc,
-                connection.active,
-                connection.inactive_reason,
-                connection.hidden,
-                connection.updated_at_ms,
-                connection.failing_since_ms,
-                connection.id,
-            ),
-        )
+        await self._one_write(queries.UPDATE_CONNECTION, queries.connection_update(connection))
 
     async def delete_connection(self, connection_id: str) -> None:
         await self._one_write("DELETE FROM connections WHERE id = ?", (connection_id,))
@@ -515,13 +480,7 @@ class SqliteStore:
     async def list_connections(
         self, workspace_id: str | None, limit: int, after: str | None
     ) -> Page:
-        sql, params = queries.newest_first(
-            f"SELECT {CONNECTION_COLS} FROM connections",
-            "id",
-            (("workspace_id", workspace_id),),
-            limit,
-            after,
-        )
+        sql, params = queries.connections_query(workspace_id, limit, after)
         return page([to.connection(r) for r in await self._fetch(sql, params)], limit, _id)
 
     async def create_rule(self, rule: Rule) -> None:
@@ -544,19 +503,8 @@ class SqliteStore:
         after: str | None,
         f: RuleFilter | None = None,
     ) -> Page:
-        f = f or RuleFilter()
-        sql, params = queries.newest_first(
-            f"SELECT {RULE_COLS} FROM rules",
-            "id",
-            (
-                ("workspace_id", workspace_id),
-                ("connection_id", connection_id),
-                ("event", f.event),
-                ("resource", f.resource),
-                ("resource_id", f.resource_id),
-            ),
-            limit,
-            after,
+        sql, params = queries.rules_query(
+            workspace_id, connection_id, f or RuleFilter(), limit, after
         )
         return page([to.rule(r) for r in await self._fetch(sql, params)], limit, _id)
 
