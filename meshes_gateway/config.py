@@ -68,7 +68,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("./data")
-    database_url: str = ""
+    # May carry a database password: kept out of reprs (and so out of logs).
+    database_url: str = field(default="", repr=False)
     org_id: str = ""
     access_key: str = ""
     secret_key: str = field(default="", repr=False)

@@ -326,7 +326,8 @@ class PostgresStore:
                 await conn.execute("SELECT pg_notify($1, '')", self._config_channel)
             return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
 
-        return await self._tx(run)
+        # The notification must commit with the change; a lone statement needs no BEGIN.
+        return await self._tx(run, transaction=config)
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
