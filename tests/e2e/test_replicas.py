@@ -36,11 +36,35 @@ async def replicas(tmp_path: Path) -> AsyncIterator[list[GatewayProcess]]:
         }
         procs = [GatewayProcess(tmp_path / f"replica{i}", **env) for i in range(3)]
         try:
-            await asyncio.gather(*(p.start() for p in procs))
+            # The victim (replica 1) starts first and takes the leader's lock at its
+            # first sweep, so killing it also tests that leadership (and with it
+            # the lease sweep that brings its deliveries back) moves on.
+            await procs[1].start()
+            await until_a_leader(url)
+            await asyncio.gather(procs[0].start(), procs[2].start())
             yield procs
         finally:
             for p in procs:
                 p.stop()
+
+
+async def until_a_leader(url: str) -> None:
+    """Until some session holds an advisory lock on this database (the leader's)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        for _ in range(200):
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            if held:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    raise TimeoutError("no replica became the leader")
 
 
 async def emit_round_robin(
