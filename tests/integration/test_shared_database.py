@@ -104,3 +104,32 @@ async def test_a_failed_request_frees_its_key_for_a_retry_on_another_replica(
         return status == 201
 
     await b.until(retried, timeout_s=2)  # not after the 30 s a dead replica's hold lasts
+
+
+async def test_lost_database_connections_come_back(
+    pair: tuple[Api, Api], receiver: Receiver
+) -> None:
+    import asyncpg
+
+    a, _ = pair
+    _, key, _, _ = await a.setup_route(receiver.url())
+    url = a.gateway.settings.database_url.split("?")[0]
+    conn = await asyncpg.connect(url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'meshes-gateway' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    assert killed >= 2
+    statuses: list[int] = []
+
+    async def accepted() -> bool:
+        status, _ = await a.emit(key, {"event": "invoice.paid", "payload": {}})
+        statuses.append(status)
+        return status == 201
+
+    await a.until(accepted, timeout_s=10)
+    assert set(statuses) <= {201, 503}  # a refused emit says "retry", never 500
+    await receiver.wait_for(1)
