@@ -15,9 +15,11 @@ from meshes_gateway.errors import (
     FieldError,
     PayloadTooLarge,
     ProblemError,
+    Unavailable,
     Unprocessable,
     UnsupportedMediaType,
 )
+from meshes_gateway.storage.base import StoreError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -84,6 +86,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         generic.title = exc.reason
         generic.slug = re.sub(r"[^a-z]+", "-", exc.reason.lower()).strip("-")
         return problem_response(generic)
+    except StoreError as exc:
+        # Storage unreachable (a database restart, a dropped connection): the
+        # client should retry, and nothing was half-written (every write is
+        # one transaction), so this is a 503, not a 500.
+        log.warning("storage_unavailable", path=request.path, error=str(exc))
+        return problem_response(
+            Unavailable("storage is unavailable; retry shortly", headers={"Retry-After": "1"})
+        )
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         return problem_response(ProblemError("an unexpected error occurred"))
