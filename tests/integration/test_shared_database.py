@@ -140,3 +140,38 @@ async def test_lost_database_connections_come_back(
     await a.until(accepted, timeout_s=10)
     assert set(statuses) <= {200, 201, 503}  # "retry later", never a 500
     await receiver.wait_for(1)
+
+
+async def test_a_key_held_elsewhere_too_long_is_a_409_to_retry(
+    pair: tuple[Api, Api], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshes_gateway.api import idempotency
+    from meshes_gateway.api.idempotency import request_digest
+    from meshes_gateway.storage.records import IdempotencyRecord
+
+    a, b = pair
+    ws, key, _, _ = await a.setup_route(receiver.url())
+    body = b'{"event": "invoice.paid", "payload": {}}'
+    # Another replica reserved this key and has not answered (yet).
+    held = IdempotencyRecord(
+        workspace_id=ws,
+        key="slow",
+        request_digest=request_digest(body),
+        status=0,
+        body=b"",
+        created_at_ms=a.gateway.clock.now_ms(),
+    )
+    assert await a.gateway.store.reserve_idempotency(held, 0, 0) is None
+    monkeypatch.setattr(idempotency, "WAIT_S", 0.3)
+    resp = await b.client.post(
+        "/api/v1/events",
+        data=body,
+        headers={
+            "X-Meshes-Publishable-Key": key,
+            "Idempotency-Key": "slow",
+            "Content-Type": "application/json",
+        },
+    )
+    assert resp.status == 409, await resp.text()
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.content_type == "application/problem+json"
